@@ -1,0 +1,57 @@
+"""Block grids: how a matrix dimension is cut into stripes.
+
+A dimension of length ``n`` cut into ``k`` stripes gives ``k - 1`` stripes of ``n // k``
+elements and a last stripe that takes the remainder, so 39 input columns in 4 stripes are
+``9, 9, 9, 12``. Every stripe is non-empty, which requires ``1 <= k <= n``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def stripe_bounds(length: int, stripes: int) -> np.ndarray:
+    """Return the ``stripes + 1`` boundaries of a dimension cut into stripes.
+
+    Parameters
+    ----------
+    length : int
+        Size of the dimension (rows or columns of the matrix).
+    stripes : int
+        Number of stripes, ``1 <= stripes <= length``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 array ``b`` with ``b[0] == 0``, ``b[-1] == length``; stripe ``s`` covers
+        ``b[s]:b[s + 1]``. All stripes but the last have ``length // stripes`` elements.
+
+    Raises
+    ------
+    ValueError
+        If ``stripes`` is not an integer in ``[1, length]``.
+    """
+    length = _positive_int(length, "length")
+    if isinstance(stripes, bool) or not isinstance(stripes, int | np.integer):
+        raise ValueError(f"number of stripes must be an integer, got {stripes!r}")
+    stripes = int(stripes)
+    if not 1 <= stripes <= length:
+        raise ValueError(
+            f"cannot cut a dimension of {length} into {stripes} stripes: "
+            f"need 1 <= stripes <= {length}"
+        )
+    width = length // stripes
+    bounds = np.arange(stripes + 1, dtype=np.int64) * width
+    bounds[-1] = length
+    return bounds
+
+
+def stripe_of(bounds: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Return the stripe number of each index for the given stripe bounds."""
+    return np.searchsorted(bounds, index, side="right") - 1
+
+
+def _positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -52,7 +52,7 @@ if [ "$targets" = 1 ]; then
   for s in setup_speech.sh setup_opencl.sh setup_aarch64_emulator.sh; do
     if [ -f "scripts/$s" ]; then
       echo "== scripts/$s"
-      VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" bash "scripts/$s"
+      $sudo_ env VIRTUAL_ENV="$PWD/.venv" PATH="$PWD/.venv/bin:$PATH" bash "scripts/$s"
     fi
   done
 fi

@@ -1,0 +1,336 @@
+"""Compile BSPC and dense kernels: PrimFunc + packed arrays, executables, callables, export.
+
+``spmm_prim_func`` / ``dense_prim_func`` give what a Relax fusion or a tuner needs (the
+scheduled PrimFunc, its packed constant inputs, the argument order); ``build_spmm`` /
+``build_dense`` compile them into a :class:`Kernel` that runs on numpy arrays (host targets)
+and exports a shared library for every target.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import tvm
+
+import tvm_bsp.schedules.templates as templates  # a module: schedules imports ops too
+from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.ops.epilogue import check_activation
+from tvm_bsp.schedules.targets import is_arm, resolve_target
+
+TargetLike = str | dict | tvm.target.Target
+
+#: Entry function name of the BSPC kernels in compiled / exported modules.
+SPMM_ENTRY = "bspc_spmm"
+#: Entry function name of the dense kernels.
+DENSE_ENTRY = "dense"
+
+
+class KernelSpec(NamedTuple):
+    """A scheduled kernel before compilation.
+
+    Attributes
+    ----------
+    func : tvm.tirx.PrimFunc
+        Destination-passing PrimFunc: ``func(x, *packed, y)``.
+    arrays : dict of str to numpy.ndarray
+        The packed constant inputs by parameter name (everything but ``x`` and ``y``).
+    arg_names : tuple of str
+        Parameter names of ``func`` in order, ``"x"`` first and ``"y"`` last.
+    """
+
+    func: tvm.tirx.PrimFunc
+    arrays: dict[str, np.ndarray]
+    arg_names: tuple[str, ...]
+
+
+def spmm_prim_func(
+    bspc: BSPCMatrix,
+    batch: int = 1,
+    config: dict[str, Any] | None = None,
+    epilogue: str | None = None,
+    bias: np.ndarray | None = None,
+    target: TargetLike = "host",
+) -> KernelSpec:
+    """Scheduled PrimFunc of ``y = act(x W^T + bias)`` with ``W`` in BSPC, and its inputs.
+
+    Parameters
+    ----------
+    bspc : BSPCMatrix
+        The ``(M, N)`` weight.
+    batch : int
+        Frames per call: ``x`` is ``(batch, N)``, ``y`` is ``(batch, M)``.
+    config : dict, optional
+        Knob values (see ``spmm_template(target).knobs(batch)``); missing knobs take the values
+        the template suggests for this matrix (CPU cost model) or the static defaults.
+    epilogue : {None, "none", "sigmoid", "tanh"}
+        Activation after the bias add.
+    bias : numpy.ndarray, optional
+        ``(M,)`` bias, packed into the ``bias`` input (zeros if omitted).
+    target : str, dict or tvm.target.Target
+        Selects the template family (CPU for ``llvm``, GPU for ``opencl``).
+
+    Returns
+    -------
+    KernelSpec
+        ``(func, arrays, arg_names)``.
+    """
+    _check_batch(batch)
+    activation = check_activation(epilogue)
+    template = templates.spmm_template(resolve_target(target))
+    full = template.config(batch, config, bspc)
+    layout = template.pack(bspc, full, bias)
+    func = template.kernel(layout, batch, full, activation)
+    names = template.arg_names
+    arrays = {n: layout.arrays[n] for n in names[1:-1]}
+    func = func.with_attr("global_symbol", SPMM_ENTRY)
+    return KernelSpec(func.with_attr("tvm_bsp.config", _config_attr(full)), arrays, names)
+
+
+def dense_prim_func(
+    weight: np.ndarray,
+    batch: int = 1,
+    config: dict[str, Any] | None = None,
+    epilogue: str | None = None,
+    bias: np.ndarray | None = None,
+    target: TargetLike = "host",
+) -> KernelSpec:
+    """Scheduled PrimFunc of the dense ``y = act(x W^T + bias)`` and its packed inputs.
+
+    Parameters are as in :func:`spmm_prim_func`, with a dense ``(M, N)`` ``weight``.
+    """
+    _check_batch(batch)
+    activation = check_activation(epilogue)
+    weight = np.asarray(weight, np.float32)
+    M, N = weight.shape
+    template = templates.dense_template(resolve_target(target))
+    full = template.config(batch, config)
+    arrays = template.pack(weight, full, bias)
+    func = template.kernel(M, N, batch, full, activation).with_attr("global_symbol", DENSE_ENTRY)
+    return KernelSpec(
+        func.with_attr("tvm_bsp.config", _config_attr(full)), arrays, template.arg_names
+    )
+
+
+class Kernel:
+    """A compiled kernel with its packed inputs bound.
+
+    Call it on numpy arrays (``llvm`` targets of this machine's architecture); export it as a
+    shared library for any target.
+
+    Attributes
+    ----------
+    spec : KernelSpec
+    target : tvm.target.Target
+    executable : tvm.runtime.Executable
+        Result of :func:`tvm.compile`; the entry function is :attr:`entry`.
+    shape : tuple of int
+        ``(M, N)``.
+    batch : int
+    """
+
+    def __init__(
+        self,
+        spec: KernelSpec,
+        target: tvm.target.Target,
+        executable: Any,
+        shape: tuple[int, int],
+        batch: int,
+    ) -> None:
+        self.spec = spec
+        self.target = target
+        self.executable = executable
+        self.shape = shape
+        self.batch = batch
+        self.entry = str(spec.func.attrs["global_symbol"])
+        config = spec.func.attrs.get("tvm_bsp.config", {})
+        #: True when the PrimFunc takes frame-major ``x (N, batch)`` and writes ``y (M, batch)``
+        self.frame_major = str(config.get("frames_layout", "bn")) == "nb"
+        self._device_args: list[Any] | None = None
+        self._jit: Any = None
+
+    @property
+    def runnable(self) -> bool:
+        """True when this process can run the kernel (an ``llvm`` target for this CPU)."""
+        if self.target.kind.name != "llvm":
+            return False
+        triple = str(self.target.attrs.get("mtriple", ""))
+        return not triple or triple.split("-")[0] == os.uname().machine
+
+    @property
+    def out_shape(self) -> tuple[int, int]:
+        """Shape of the PrimFunc's output ``y``: ``(batch, M)``, or ``(M, batch)`` frame-major."""
+        M = self.shape[0]
+        return (M, self.batch) if self.frame_major else (self.batch, M)
+
+    def inputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """The kernel's input arrays for frames ``x`` (``(N,)`` or ``(batch, N)``), in parameter
+        order (without ``y``); ``x`` is transposed for a frame-major kernel."""
+        return [self._kernel_x(x), *(self.spec.arrays[n] for n in self.spec.arg_names[1:-1])]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run on ``x`` of shape ``(N,)`` (``batch == 1``) or ``(batch, N)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(M,)`` or ``(batch, M)``, matching the shape of ``x``.
+        """
+        args = self._bound_args()
+        dev = tvm.cpu()
+        args[0] = tvm.runtime.tensor(self._kernel_x(x), dev)
+        self._func()(*args)
+        y = args[-1].numpy()
+        if self.frame_major:
+            y = np.ascontiguousarray(y.T)
+        return y[0] if np.ndim(x) == 1 else y
+
+    def time(self, x: np.ndarray | None = None, number: int = 100, repeat: int = 30) -> np.ndarray:
+        """Seconds per call, one entry per repeat (``time_evaluator``, ``number`` calls each)."""
+        args = self._bound_args()
+        if x is not None:
+            args[0] = tvm.runtime.tensor(self._kernel_x(x), tvm.cpu())
+        module = self._module()
+        evaluator = module.time_evaluator(self.entry, tvm.cpu(), number=number, repeat=repeat)
+        return np.asarray(evaluator(*args).results)
+
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write a shared library loadable by the TVM runtime of the target's machine.
+
+        aarch64 targets (and OpenCL with an aarch64 host) are linked with the GNU cross
+        compiler (:func:`tvm_bsp.deploy.cross.export_arm64`).
+        """
+        path = Path(path).absolute()
+        host = self.target.host if self.target.kind.name != "llvm" else self.target
+        if host is not None and is_arm(host) and os.uname().machine != "aarch64":
+            from tvm_bsp.deploy.cross import export_arm64
+
+            return export_arm64(self.executable, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.executable.export_library(str(path))
+        return path
+
+    def inspect_source(self, fmt: str = "asm") -> str:
+        """Generated code: ``"asm"`` / ``"ll"`` of the host module, ``"cl"`` for OpenCL."""
+        mod = self.executable.mod
+        if fmt == "cl":
+            return "\n".join(m.inspect_source() for m in mod.imports if m.kind == "opencl")
+        return mod.inspect_source(fmt)
+
+    # ------------------------------------------------------------------ helpers
+    def _as_frames(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        N = self.shape[1]
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.shape != (self.batch, N):
+            raise ValueError(f"x must have shape ({N},) or ({self.batch}, {N}), got {x.shape}")
+        return np.ascontiguousarray(x)
+
+    def _kernel_x(self, x: np.ndarray) -> np.ndarray:
+        x2 = self._as_frames(x)
+        return np.ascontiguousarray(x2.T) if self.frame_major else x2
+
+    def _module(self) -> Any:
+        if not self.runnable:
+            raise RuntimeError(f"cannot run a kernel for {self.target} in this process")
+        if self._jit is None:
+            self._jit = self.executable.jit()
+        return self._jit
+
+    def _func(self) -> Any:
+        return self._module()[self.entry]
+
+    def _bound_args(self) -> list[Any]:
+        if self._device_args is None:
+            dev = tvm.cpu()
+            names = self.spec.arg_names
+            x0 = self._kernel_x(np.zeros((self.batch, self.shape[1]), np.float32))
+            self._device_args = [
+                tvm.runtime.tensor(x0, dev),
+                *(tvm.runtime.tensor(self.spec.arrays[n], dev) for n in names[1:-1]),
+                tvm.runtime.tensor(np.zeros(self.out_shape, np.float32), dev),
+            ]
+        return list(self._device_args)
+
+
+def compile_spec(spec: KernelSpec, target: TargetLike) -> Any:
+    """:func:`tvm.compile` a kernel spec's PrimFunc for ``target`` (a device module is required
+    for OpenCL targets)."""
+    target = resolve_target(target)
+    name = str(spec.func.attrs["global_symbol"])
+    executable = tvm.compile(tvm.IRModule({name: spec.func}), target=target)
+    if target.kind.name == "opencl" and not any(m.kind == "opencl" for m in executable.mod.imports):
+        raise RuntimeError("no OpenCL device module was generated (missing thread bindings?)")
+    return executable
+
+
+def build_spmm(
+    bspc: BSPCMatrix,
+    batch: int = 1,
+    target: TargetLike = "host",
+    config: dict[str, Any] | None = None,
+    epilogue: str | None = None,
+    bias: np.ndarray | None = None,
+) -> Kernel:
+    """Compile the BSPC kernel ``y = act(x W^T + bias)``.
+
+    Parameters
+    ----------
+    bspc : BSPCMatrix
+        The ``(M, N)`` weight.
+    batch : int
+        Frames per call.
+    target : str, dict or tvm.target.Target
+        ``"host"``, ``"arm64"``, ``"opencl-mali"``, ``"opencl-adreno"`` or a Target.
+    config : dict, optional
+        Knob values; defaults fill the rest.
+    epilogue : {None, "none", "sigmoid", "tanh"}
+        Activation after the bias add.
+    bias : numpy.ndarray, optional
+        ``(M,)`` bias.
+
+    Returns
+    -------
+    Kernel
+        ``kernel(x)`` on numpy arrays for host targets; ``kernel.export(path)`` for all.
+    """
+    tgt = resolve_target(target)
+    spec = spmm_prim_func(bspc, batch, config, epilogue, bias, tgt)
+    return Kernel(spec, tgt, compile_spec(spec, tgt), bspc.shape, batch)
+
+
+def build_dense(
+    M: int,
+    N: int,
+    batch: int = 1,
+    target: TargetLike = "host",
+    config: dict[str, Any] | None = None,
+    epilogue: str | None = None,
+    bias: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+) -> Kernel:
+    """Compile the dense baseline ``y = act(x W^T + bias)``.
+
+    Parameters are as in :func:`build_spmm`; ``weight`` is the ``(M, N)`` matrix (zeros if
+    omitted, e.g. for timing only).
+    """
+    if weight is None:
+        weight = np.zeros((M, N), np.float32)
+    weight = np.asarray(weight, np.float32)
+    if weight.shape != (M, N):
+        raise ValueError(f"weight must have shape ({M}, {N}), got {weight.shape}")
+    tgt = resolve_target(target)
+    spec = dense_prim_func(weight, batch, config, epilogue, bias, tgt)
+    return Kernel(spec, tgt, compile_spec(spec, tgt), (M, N), batch)
+
+
+def _check_batch(batch: int) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+
+
+def _config_attr(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if isinstance(v, int | str) else str(v)) for k, v in config.items()}

@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     demo.add_argument("--json", type=Path, default=None, help="also write the records as JSON")
+    from tvm_bsp.tune.cli import add_rpc_server_parser, add_tune_parser
+
+    add_tune_parser(sub)
+    add_rpc_server_parser(sub)
     return parser
 
 
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             from tvm_bsp.demo import run_demo
 
             return run_demo(args.rates, args.seed, args.json)
+        if hasattr(args, "func"):
+            return args.func(args)
     except (ValueError, OSError) as err:
         print(f"tvm-bsp {args.command}: error: {err}", file=sys.stderr)
         return 1

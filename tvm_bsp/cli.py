@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tune_parser(sub)
     add_rpc_server_parser(sub)
+    from tvm_bsp.cli_speech import add_prune_parser, add_train_parser
+
+    add_train_parser(sub)
+    add_prune_parser(sub)
     return parser
 
 
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             from tvm_bsp.demo import run_demo
 
             return run_demo(args.rates, args.seed, args.json)
+        if hasattr(args, "handler"):
+            return args.handler(args)
         if hasattr(args, "func"):
             return args.func(args)
     except (ValueError, OSError) as err:

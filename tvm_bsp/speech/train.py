@@ -1,16 +1,26 @@
 """Training and scoring of acoustic models on utterances with features and frame labels.
 
 An utterance here is anything with ``features`` (``(T, 39)`` float32), ``labels`` (``(T,)``
-frame labels in ``0..38``) and ``phones`` (the phone sequence as 39-set symbols), as
-:func:`tvm_bsp.speech.corpus.load_split` returns.
+frame labels in ``0..38``, or ``None`` for recordings without an alignment) and ``phones``
+(the phone sequence as 39-set symbols), as :func:`tvm_bsp.speech.corpus.load_split` and
+:func:`tvm_bsp.speech.real.load_real_utterances` return.
 
 Batches group utterances of similar length (at most ``max_frames`` padded frames each); the
 loss ignores padding. The models are unidirectional, so padding at the end of a sequence does
 not change the scores of the real frames.
+
+Decoding
+--------
+``"ctc"`` models decode greedily (best path, :func:`~tvm_bsp.speech.per.ctc_greedy_decode`).
+``"framewise"`` models decode by :func:`smoothed_framewise_decode`: the per-frame argmax of
+log-posteriors averaged over a short centred window, runs shorter than ``min_run`` frames
+dropped, repeats merged. Plain per-frame argmax (``smooth=0, min_run=1``) flickers between
+classes at phone boundaries and inserts many spurious phones.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from tvm_bsp.speech.model import AcousticModel
-from tvm_bsp.speech.per import ctc_greedy_decode, framewise_decode, phone_error_rate
+from tvm_bsp.speech.per import collapse_repeats, ctc_greedy_decode, phone_error_rate
 from tvm_bsp.speech.phones import phone_ids
 
 IGNORE = -100
@@ -33,7 +43,7 @@ class UtteranceLike(Protocol):
     """The fields training needs."""
 
     features: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     phones: Sequence[str]
 
 
@@ -42,7 +52,7 @@ class Batch:
     """Padded, time-major batch."""
 
     x: torch.Tensor  # (T, B, F)
-    frame_labels: torch.Tensor  # (T, B), IGNORE on padding
+    frame_labels: torch.Tensor  # (T, B), IGNORE on padding (and for unlabelled utterances)
     lengths: torch.Tensor  # (B,)
     phone_targets: list[list[int]]
 
@@ -64,17 +74,21 @@ def make_batches(
     -------
     list of list of int
     """
-    lengths = np.array([len(u.features) for u in utts])
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be positive, got {max_frames}")
+    lengths = np.array([len(u.features) for u in utts], dtype=np.int64)
     noise = rng.random(len(utts)) if rng is not None else np.zeros(len(utts))
     order = np.lexsort((noise, lengths))
     batches: list[list[int]] = []
     current: list[int] = []
+    longest = 0
     for i in order:
-        longest = max(lengths[current].max(initial=0), lengths[i])
-        if current and longest * (len(current) + 1) > max_frames:
+        new_longest = max(longest, int(lengths[i]))
+        if current and new_longest * (len(current) + 1) > max_frames:
             batches.append(current)
-            current = []
+            current, new_longest = [], int(lengths[i])
         current.append(int(i))
+        longest = new_longest
     if current:
         batches.append(current)
     if rng is not None:
@@ -92,7 +106,8 @@ def collate(utts: Sequence[UtteranceLike], indices: Sequence[int]) -> Batch:
     y = np.full((T, B), IGNORE, np.int64)
     for b, u in enumerate(chosen):
         x[: lengths[b], b] = u.features
-        y[: lengths[b], b] = u.labels
+        if u.labels is not None:
+            y[: lengths[b], b] = u.labels
     return Batch(
         torch.from_numpy(x),
         torch.from_numpy(y),
@@ -131,15 +146,36 @@ def train_epoch(
     max_frames: int = 12000,
     extra_loss_fn: Callable[[], torch.Tensor] | None = None,
     clip: float = 5.0,
+    after_step: Callable[[], Any] | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> dict[str, float]:
     """Train one epoch; batch order is drawn from ``(seed, epoch)`` so reruns are identical.
 
+    Parameters
+    ----------
+    model : AcousticModel
+    utts : sequence of utterances
+    optimizer : torch.optim.Optimizer
+    epoch, seed : int
+        Seed the batch order.
+    max_frames : int
+        Padded frames per batch (:func:`make_batches`).
+    extra_loss_fn : callable, optional
+        Added to every batch loss (e.g. the ADMM penalty); not part of the reported loss.
+    clip : float
+        Gradient-norm clip.
+    after_step : callable, optional
+        Called after every optimizer step (e.g. to re-zero pruned weights).
+    progress : bool
+        Show a tqdm bar.
+    desc : str
+        Its label.
+
     Returns
     -------
     dict
-        ``{"loss": mean task loss}``.
+        ``{"loss": mean task loss, "batches": number of batches}``.
     """
     model.train()
     batches = make_batches(utts, max_frames, np.random.default_rng([seed, epoch]))
@@ -153,16 +189,109 @@ def train_epoch(
         full.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
-        total += float(loss)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
-    return {"loss": total / max(1, len(batches))}
+        if after_step is not None:
+            after_step()
+        value = loss.item()
+        total += value
+        bar.set_postfix(loss=f"{value:.3f}")
+    return {"loss": total / max(1, len(batches)), "batches": float(len(batches))}
+
+
+def remove_short_runs(labels: Sequence[int], min_run: int) -> list[int]:
+    """Relabel runs shorter than ``min_run`` frames with their longer neighbour's label.
+
+    Parameters
+    ----------
+    labels : sequence of int
+        One class per frame.
+    min_run : int
+        Shortest run kept (``<= 1`` keeps everything).
+
+    Returns
+    -------
+    list of int
+        Same length as ``labels``. A short run takes the label of the longer of its two
+        neighbouring runs (the left one on ties); a sequence made only of short runs is
+        returned unchanged.
+    """
+    labels = [int(v) for v in labels]
+    if min_run <= 1 or not labels:
+        return labels
+    runs: list[list[int]] = []  # [label, length]
+    for v in labels:
+        if runs and runs[-1][0] == v:
+            runs[-1][1] += 1
+        else:
+            runs.append([v, 1])
+    if all(n < min_run for _, n in runs):
+        return labels
+    changed = True
+    while changed:
+        changed = False
+        for i, (_, n) in enumerate(runs):
+            if n >= min_run:
+                continue
+            left = runs[i - 1][1] if i > 0 else -1
+            right = runs[i + 1][1] if i + 1 < len(runs) else -1
+            target = i - 1 if left >= right else i + 1
+            runs[target][1] += n
+            del runs[i]
+            merged: list[list[int]] = []
+            for r in runs:
+                if merged and merged[-1][0] == r[0]:
+                    merged[-1][1] += r[1]
+                else:
+                    merged.append(r)
+            runs = merged
+            changed = True
+            break
+    return [v for v, n in runs for _ in range(n)]
+
+
+def smoothed_framewise_decode(scores: Any, smooth: int = 5, min_run: int = 3) -> list[int]:
+    """Decode framewise scores into a class sequence, robust to boundary flicker.
+
+    Parameters
+    ----------
+    scores : array-like or torch.Tensor, shape (T, C)
+        Logits or log-probabilities.
+    smooth : int
+        Width of the centred moving average of the log-posteriors (``<= 1``: none).
+    min_run : int
+        Runs of the argmax shorter than this are absorbed by a neighbour
+        (:func:`remove_short_runs`).
+
+    Returns
+    -------
+    list of int
+        The class sequence (repeats merged).
+    """
+    s = torch.as_tensor(scores, dtype=torch.float32).detach()
+    if s.ndim != 2:
+        raise ValueError(f"expected scores of shape (T, C), got {tuple(s.shape)}")
+    logp = s.log_softmax(-1)
+    if smooth > 1 and len(logp) > 1:
+        k = int(smooth)
+        padded = F.pad(logp.T[None], (k // 2, (k - 1) // 2), mode="replicate")
+        logp = F.avg_pool1d(padded, k, stride=1)[0].T
+    frames = logp.argmax(-1).tolist()
+    return [int(x) for x in collapse_repeats(remove_short_runs(frames, min_run))]
 
 
 @torch.no_grad()
 def decode(
-    model: AcousticModel, utts: Sequence[UtteranceLike], max_frames: int = 40000
+    model: AcousticModel,
+    utts: Sequence[UtteranceLike],
+    max_frames: int = 40000,
+    *,
+    smooth: int = 5,
+    min_run: int = 3,
 ) -> list[list[int]]:
-    """Decode every utterance to a phone-id sequence (greedy), in the order given."""
+    """Decode every utterance to a phone-id sequence (greedy), in the order given.
+
+    ``smooth`` and ``min_run`` apply to framewise models only
+    (:func:`smoothed_framewise_decode`).
+    """
     model.eval()
     hyps: list[list[int]] = [[] for _ in utts]
     for idx in make_batches(utts, max_frames):
@@ -171,16 +300,24 @@ def decode(
         for b, i in enumerate(idx):
             s = scores[: int(batch.lengths[b]), b]
             if model.config.head == "framewise":
-                hyps[i] = framewise_decode(s)
+                hyps[i] = smoothed_framewise_decode(s, smooth, min_run)
             else:
                 hyps[i] = [k - 1 for k in ctc_greedy_decode(s, blank=0)]
     return hyps
 
 
-def evaluate_per(model: AcousticModel, utts: Sequence[UtteranceLike]) -> float:
+def evaluate_per(model: AcousticModel, utts: Sequence[UtteranceLike], **decode_kw: Any) -> float:
     """Phone error rate in percent over ``utts`` (references: the utterances' phones)."""
     refs = [phone_ids(list(u.phones)) for u in utts]
-    return 100.0 * phone_error_rate(refs, decode(model, utts))
+    return 100.0 * phone_error_rate(refs, decode(model, utts, **decode_kw))
+
+
+def cosine_lr(lr: float, epoch: int, epochs: int, floor: float = 0.05) -> float:
+    """Cosine decay from ``lr`` (epoch 0) to ``lr * floor`` (last epoch)."""
+    if epochs <= 1:
+        return lr
+    t = min(1.0, epoch / (epochs - 1))
+    return lr * (floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * t)))
 
 
 def train_model(
@@ -191,13 +328,16 @@ def train_model(
     epochs: int,
     lr: float = 2e-3,
     seed: int = 0,
+    max_frames: int = 12000,
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
 ) -> list[dict[str, float]]:
-    """Train a dense model with Adam, resuming from ``checkpoint`` if it exists.
+    """Train a dense model with Adam (cosine learning rate), resuming from ``checkpoint``.
 
-    The checkpoint (model, optimizer, history) is written atomically after every epoch.
+    The checkpoint (model, optimizer, history) is written atomically after every epoch; a call
+    after the last epoch trains nothing. The learning rate of epoch ``e`` is
+    :func:`cosine_lr` ``(lr, e, epochs)``, so a resumed run may change ``epochs``.
 
     Returns
     -------
@@ -207,25 +347,27 @@ def train_model(
     from tvm_bsp.prune.checkpoint import load_checkpoint, save_checkpoint
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, epochs))
     history: list[dict[str, float]] = []
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        info = load_checkpoint(checkpoint, model, optimizer, lr_scheduler=scheduler)
+        info = load_checkpoint(checkpoint, model, optimizer)
         history = list(info.extra.get("history", []))
         start = info.epoch + 1
-        log(f"resumed dense training after epoch {info.epoch + 1}/{epochs}")
+        log(f"resumed dense training after epoch {start}/{epochs}")
+    torch.manual_seed(seed + start)
     for epoch in range(start, epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(lr, epoch, epochs)
         metrics = train_epoch(
             model,
             train,
             optimizer,
             epoch=epoch,
             seed=seed,
+            max_frames=max_frames,
             progress=progress,
             desc=f"dense epoch {epoch + 1}/{epochs}",
         )
-        scheduler.step()
         record = {"epoch": epoch, "loss": metrics["loss"], "dev_per": evaluate_per(model, dev)}
         history.append(record)
         log(
@@ -233,12 +375,5 @@ def train_model(
             f"dev PER {record['dev_per']:.2f}%"
         )
         if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                model,
-                optimizer,
-                epoch=epoch,
-                extra={"history": history},
-                lr_scheduler=scheduler,
-            )
+            save_checkpoint(checkpoint, model, optimizer, epoch=epoch, extra={"history": history})
     return history

@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""Reproduce RTMobile's Table I (GRU PER vs BSP compression) on the synthetic speech corpus.
+
+Generates (or reuses) the corpus, trains a dense GRU acoustic model, prunes it with ADMM to
+each rate with BSP (RTMobile's column/row splits), ESE-balanced and magnitude pruning, retrains
+with fixed masks and scores PER on the test (held-out voices and words), dev and real splits.
+Everything is checkpointed under ``--work``: a rerun skips finished rows and resumes the
+half-done one.
+
+Examples
+--------
+    python scripts/table1.py --json results/table1.json --plot results/table1.png \\
+        --markdown results/table1.md
+    python scripts/table1.py --quick --work .cache/table1-quick --json /tmp/t1.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from tvm_bsp.speech.experiment import (
+    SPLITS,
+    ExperimentConfig,
+    quick_config,
+    run_experiment,
+    with_overrides,
+)
+from tvm_bsp.speech.prune_run import METHODS
+from tvm_bsp.speech.table1_report import markdown_table, plot
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rb, cb = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"grid must look like 24x16, got {text!r}") from None
+    if rb < 1 or cb < 1:
+        raise argparse.ArgumentTypeError(f"grid sizes must be positive, got {text!r}")
+    return rb, cb
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"rates must be numbers, got {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", default=".cache/table1", help="work directory (checkpoints)")
+    p.add_argument("--corpus", default=None, help="corpus directory (default: inside --work)")
+    p.add_argument("--quick", action="store_true", help="tiny corpus and model, two rates")
+    p.add_argument("--json", dest="json_path", default=None, help="write the records here")
+    p.add_argument("--plot", default=None, help="write the PER-vs-rate plot here (.png)")
+    p.add_argument("--markdown", default=None, help="write the Markdown table here")
+    p.add_argument("--rates", default=None, help="comma-separated rates (default 10,...,103)")
+    p.add_argument("--methods", default=None, help="comma-separated: bsp,magnitude,balanced")
+    p.add_argument("--splits", default=None, help="comma-separated: test,dev,real")
+    p.add_argument("--grid", type=_grid, default=None, help="BSP grid RBxCB of H-wide matrices")
+    p.add_argument("--hidden", type=int, default=None, help="GRU hidden size")
+    p.add_argument("--epochs", type=int, default=None, help="dense training epochs")
+    p.add_argument("--admm-epochs", type=int, default=None, help="ADMM units per row")
+    p.add_argument("--retrain-epochs", type=int, default=None, help="retraining units per row")
+    p.add_argument("--utts-per-epoch", type=int, default=None, help="utterances per unit")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--report-only", action="store_true", help="train nothing; report the finished rows"
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """The experiment settings the arguments select."""
+    config = quick_config() if args.quick else ExperimentConfig()
+    changes: dict = {}
+    if args.rates:
+        changes["rates"] = tuple(_number(r) for r in args.rates.split(",") if r.strip())
+    if args.methods:
+        changes["methods"] = tuple(m.strip() for m in args.methods.split(","))
+    if args.splits:
+        changes["splits"] = tuple(s.strip() for s in args.splits.split(","))
+    if args.grid:
+        changes["prune_row_blocks"], changes["prune_col_blocks"] = args.grid
+    if args.hidden:
+        changes["model_hidden"] = args.hidden
+    if args.epochs is not None:
+        changes["dense_epochs"] = args.epochs
+    for name in ("admm_epochs", "retrain_epochs", "utts_per_epoch"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+            changes[f"prune_{name}"] = value
+    config = with_overrides(config, **changes)
+    bad = [m for m in config.methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}")
+    bad = [s for s in config.splits if s not in SPLITS]
+    if bad:
+        raise ValueError(f"unknown split(s) {bad}; choose from {', '.join(SPLITS)}")
+    bad = [r for r in config.rates if not 1 <= r < float("inf")]
+    if bad or not config.rates:
+        raise ValueError(f"rates must be numbers >= 1, got {list(config.rates)}")
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiment and write the requested outputs; return the exit code."""
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        config = config_from_args(args)
+    except (TypeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    try:
+        summary = run_experiment(
+            args.work,
+            config,
+            corpus_dir=args.corpus,
+            progress=not args.no_progress,
+            report_only=args.report_only,
+        )
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    doc = summary.to_json(config)
+    doc["wall_s"] = time.time() - t0
+    for path in (args.json_path, args.plot, args.markdown):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(doc, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_table(doc))
+    if args.plot:
+        plot(doc, args.plot)
+    print(markdown_table(doc))
+    print(f"wall time {doc['wall_s']:.0f} s; trained {summary.trained_epochs} epochs/units")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

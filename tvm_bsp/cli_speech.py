@@ -1,0 +1,319 @@
+"""``tvm-bsp train`` and ``tvm-bsp prune``: the speech model commands.
+
+``tvm-bsp train --out model.pt``
+    Generate (or reuse) the synthetic corpus, train a dense GRU acoustic model (resumable:
+    ``model.pt.ckpt`` is checkpointed every epoch), save it as a torch state dict plus
+    ``model.json`` (loaded with ``weights_only=True``), print its PER.
+``tvm-bsp prune model.pt --rate 19 --method bsp --out DIR``
+    ADMM-prune and retrain the GRU matrices of a saved model (resumable from ``DIR/admm``),
+    save ``DIR/model.pt``, export BSPC files to ``DIR/bspc`` (BSP only: the other methods'
+    masks are not block-structured), write ``DIR/result.json``, print PER and achieved rate.
+
+Exit codes: 0 success, 1 a failure (message on stderr), 2 bad usage. Heavy imports (torch)
+happen inside the handlers, so registering the parsers is cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SIZES = (4000, 400, 400)
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rb, cb = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"grid must look like 24x16, got {text!r}") from None
+    if rb < 1 or cb < 1:
+        raise argparse.ArgumentTypeError(f"grid sizes must be positive, got {text!r}")
+    return rb, cb
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate must be a number, got {text!r}") from None
+    if not value >= 1 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"rate must be a finite number >= 1, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _add_corpus_args(p: argparse.ArgumentParser, default_note: str) -> None:
+    p.add_argument("--corpus", type=Path, default=None, help=f"corpus directory ({default_note})")
+    p.add_argument(
+        "--sizes",
+        type=lambda s: tuple(_non_negative(v) for v in s.split(",")),
+        default=None,
+        help="train,dev,test utterances to generate (default 4000,400,400)",
+    )
+    p.add_argument(
+        "--corpus-seed", type=int, default=None, help=f"corpus seed ({default_note}; else 0)"
+    )
+    p.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tvm-bsp train`` on an ``add_subparsers()`` object; return its parser."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a dense GRU acoustic model on the synthetic corpus",
+        description="Generate (or reuse) the synthetic corpus, train a dense acoustic model "
+        "(resumable), save it (state dict + JSON config) and print its PER.",
+    )
+    p.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
+    _add_corpus_args(p, "default .cache/corpus-<sizes>-s<seed>")
+    p.add_argument("--cell", choices=("gru", "lstm", "kaldi_gru"), default="gru")
+    p.add_argument("--hidden", type=_positive, default=256, help="hidden units (default 256)")
+    p.add_argument("--layers", type=_positive, default=2, help="recurrent layers (default 2)")
+    p.add_argument("--head", choices=("framewise", "ctc"), default="framewise")
+    p.add_argument("--epochs", type=_positive, default=5, help="epochs (default 5)")
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p.set_defaults(handler=run_train)
+    return p
+
+
+def add_prune_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tvm-bsp prune`` on an ``add_subparsers()`` object; return its parser."""
+    p = subparsers.add_parser(
+        "prune",
+        help="ADMM-prune + retrain the GRU matrices of a saved model; export BSPC",
+        description="Prune the GRU weight matrices of a model saved by 'tvm-bsp train' to a "
+        "compression rate (ADMM, hard pruning, masked retraining; resumable), export BSPC "
+        "files, save the pruned model and print PER and the achieved rate.",
+    )
+    p.add_argument("model", type=Path, help="model file written by 'tvm-bsp train'")
+    p.add_argument("--rate", type=_rate, required=True, help="target compression, e.g. 19")
+    p.add_argument("--method", choices=("bsp", "magnitude", "balanced"), default="bsp")
+    p.add_argument(
+        "--grid",
+        type=_grid,
+        default=None,
+        help="BSP grid RBxCB of the H-wide matrices (default 24x16; the 39-wide input matrix "
+        "uses RBx4)",
+    )
+    p.add_argument("--groups", type=_positive, default=32, help="ESE row groups (default 32)")
+    p.add_argument("--admm-epochs", type=_non_negative, default=2, help="ADMM units (default 2)")
+    p.add_argument(
+        "--retrain-epochs", type=_non_negative, default=6, help="retraining units (default 6)"
+    )
+    p.add_argument(
+        "--utts-per-epoch",
+        type=_non_negative,
+        default=350,
+        help="utterances per unit (default 350; 0: the whole training split)",
+    )
+    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    _add_corpus_args(p, "default: the one the model was trained on")
+    p.set_defaults(handler=run_prune)
+    return p
+
+
+def _fail(command: str, message: str, code: int = 1) -> int:
+    print(f"tvm-bsp {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _load_corpus(args: argparse.Namespace, corpus: Path, sizes: tuple[int, ...]):
+    from tvm_bsp.speech.corpus import generate_corpus, load_split
+
+    seed = args.corpus_seed or 0
+    generate_corpus(corpus, *sizes, seed=seed, progress=not args.no_progress)
+    return {s: load_split(corpus, s) for s in ("train", "dev", "test")}
+
+
+def _sizes(args: argparse.Namespace, fallback: tuple[int, ...] = DEFAULT_SIZES) -> tuple:
+    sizes = args.sizes if args.sizes is not None else fallback
+    if len(sizes) != 3:
+        raise ValueError(f"--sizes needs three numbers train,dev,test, got {sizes}")
+    return tuple(int(s) for s in sizes)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Handler of ``tvm-bsp train``."""
+    import torch
+
+    from tvm_bsp.speech.experiment import ExperimentConfig, choose_decoding
+    from tvm_bsp.speech.model import AcousticModel, ModelConfig, save_model
+    from tvm_bsp.speech.train import evaluate_per, train_model
+
+    torch.set_num_threads(args.threads)
+    try:
+        sizes = _sizes(args)
+        config = ModelConfig(cell=args.cell, hidden=args.hidden, layers=args.layers, head=args.head)
+    except ValueError as err:
+        return _fail("train", str(err), 2)
+    args.corpus_seed = args.corpus_seed or 0
+    corpus = args.corpus or Path(".cache") / (
+        f"corpus-{sizes[0]}-{sizes[1]}-{sizes[2]}-s{args.corpus_seed}"
+    )
+    try:
+        data = _load_corpus(args, corpus, sizes)
+        if not data["train"]:
+            return _fail("train", f"corpus {corpus} has no training utterances", 2)
+        torch.manual_seed(args.seed)
+        model = AcousticModel(config)
+        t0 = time.time()
+        train_model(
+            model,
+            data["train"],
+            data["dev"] or data["train"][:50],
+            epochs=args.epochs,
+            lr=args.lr,
+            seed=args.seed,
+            checkpoint=Path(str(args.out) + ".ckpt"),
+            progress=not args.no_progress,
+        )
+        decode, _ = choose_decoding(model, data["dev"], ExperimentConfig())
+        per = {s: evaluate_per(model, data[s], **decode) for s in ("dev", "test") if data[s]}
+        extra = {
+            "corpus": str(corpus),
+            "sizes": list(sizes),
+            "corpus_seed": args.corpus_seed,
+            "decode": decode,
+            "per": per,
+            "train_wall_s": time.time() - t0,
+        }
+        pt, cfg = save_model(model, args.out, extra=extra)
+    except (ValueError, RuntimeError, OSError) as err:
+        return _fail("train", str(err))
+    print(f"saved {pt} and {cfg}")
+    for split, value in per.items():
+        print(f"{split} PER {value:.2f}%")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    """Handler of ``tvm-bsp prune``."""
+    import torch
+
+    from tvm_bsp.prune import NotBSPError, export_bspc
+    from tvm_bsp.prune.config import spec_to_dict
+    from tvm_bsp.speech.model import load_model, save_model
+    from tvm_bsp.speech.prune_run import PruneSettings, prune_config, prune_model
+    from tvm_bsp.speech.train import evaluate_per
+
+    torch.set_num_threads(args.threads)
+    try:
+        dense, extra = load_model(args.model)
+    except FileNotFoundError as err:
+        return _fail("prune", str(err), 1)
+    except ValueError as err:
+        return _fail("prune", str(err), 1)
+    grid = {} if args.grid is None else {"row_blocks": args.grid[0], "col_blocks": args.grid[1]}
+    settings = PruneSettings(
+        **grid,
+        balanced_groups=args.groups,
+        admm_epochs=args.admm_epochs,
+        retrain_epochs=args.retrain_epochs,
+        utts_per_epoch=args.utts_per_epoch,
+        lr=args.lr,
+    )
+    try:
+        specs = prune_config(dense, args.method, args.rate, settings)
+        from tvm_bsp.prune.admm import prunable_shapes
+        from tvm_bsp.prune.config import resolve_config
+
+        resolve_config(prunable_shapes(dense), specs)
+        sizes = _sizes(args, tuple(extra.get("sizes", DEFAULT_SIZES)))
+        if args.corpus_seed is None:
+            args.corpus_seed = int(extra.get("corpus_seed", 0))
+    except ValueError as err:
+        return _fail("prune", str(err), 2)
+    corpus = args.corpus or Path(
+        extra.get("corpus", f".cache/corpus-{sizes[0]}-{sizes[1]}-{sizes[2]}-s{args.corpus_seed}")
+    )
+    decode = extra.get("decode", {"smooth": 7, "min_run": 4})
+    out: Path = args.out
+    try:
+        data = _load_corpus(args, corpus, sizes)
+        if not data["train"]:
+            return _fail("prune", f"corpus {corpus} has no training utterances", 2)
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        result = prune_model(
+            dense,
+            data["train"],
+            args.method,
+            args.rate,
+            settings,
+            checkpoint_dir=out / "admm",
+            progress=not args.no_progress,
+        )
+        per = {s: evaluate_per(result.model, data[s], **decode) for s in ("dev", "test") if data[s]}
+        bspc = None
+        if args.method == "bsp":
+            export_bspc(result.model, result.pruner, out / "bspc")
+            bspc = str(out / "bspc")
+        record = {
+            "rate": args.rate,
+            "method": args.method,
+            "achieved_rate": result.achieved_rate,
+            "kept": result.kept,
+            "total": result.total,
+            "per": per,
+            "per_dense": extra.get("per", {}),
+            "specs": {n: spec_to_dict(s) for n, s in specs.items()},
+            "settings": settings.to_dict(),
+            "bspc_dir": bspc,
+            "wall_s": time.time() - t0,
+        }
+        save_model(
+            result.model,
+            out / "model.pt",
+            extra={
+                **extra,
+                "per": per,
+                "pruned": {k: v for k, v in record.items() if k != "specs"},
+            },
+        )
+        (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
+    except NotBSPError as err:
+        return _fail("prune", f"BSPC export failed: {err}")
+    except (ValueError, RuntimeError, OSError) as err:
+        return _fail("prune", str(err))
+    print(
+        f"{args.method} {args.rate:g}x: achieved {result.achieved_rate:.2f}x "
+        f"({result.kept} of {result.total} GRU weights kept)"
+    )
+    for split, value in per.items():
+        dense_per = extra.get("per", {}).get(split)
+        loss = (
+            "" if dense_per is None else f" (dense {dense_per:.2f}%, loss {value - dense_per:+.2f})"
+        )
+        print(f"{split} PER {value:.2f}%{loss}")
+    if bspc:
+        print(f"BSPC files in {bspc}")
+    else:
+        print(f"no BSPC export: {args.method} masks are not block-structured")
+    print(f"pruned model in {out / 'model.pt'}")
+    return 0

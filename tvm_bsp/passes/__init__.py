@@ -1,0 +1,24 @@
+"""Relax module passes of the RNN compile path (one pass per file).
+
+- :func:`SparsifyWeights`: named dense weights -> their BSPC form.
+- :func:`AttachSchedules`: record the target and the kernel knobs (defaults or tuned).
+- :func:`LowerRNN`: recurrent/dense placeholders -> input projection + time-loop kernels.
+- :func:`rnn_pipeline`: the three as one ``tvm.transform.Sequential``.
+"""
+
+from tvm_bsp.passes.attach_schedules import AttachSchedules, knobs_of
+from tvm_bsp.passes.ir_utils import BSPC_OP, bspc_call, bspc_from_call
+from tvm_bsp.passes.lower_rnn import LowerRNN
+from tvm_bsp.passes.pipeline import rnn_pipeline
+from tvm_bsp.passes.sparsify import SparsifyWeights
+
+__all__ = [
+    "BSPC_OP",
+    "AttachSchedules",
+    "LowerRNN",
+    "SparsifyWeights",
+    "bspc_call",
+    "bspc_from_call",
+    "knobs_of",
+    "rnn_pipeline",
+]

@@ -1,0 +1,198 @@
+"""``compile_model``: a torch RNN (or its description) to a compiled, exportable module."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.compiler.bspc_sources import BSPCSource, Grid, resolve_bspc
+from tvm_bsp.deploy.session import META_FORMAT, META_VERSION, Session
+from tvm_bsp.frontend.model import RNNModel
+from tvm_bsp.frontend.relax_import import to_relax
+from tvm_bsp.frontend.torch_import import from_torch
+from tvm_bsp.ops.rnn_knobs import default_knobs, is_aarch64
+from tvm_bsp.passes.pipeline import rnn_pipeline
+
+TargetLike = str | dict | tvm.target.Target
+
+
+def _target(target: TargetLike) -> tvm.target.Target:
+    from tvm_bsp.schedules.targets import resolve_target
+
+    return resolve_target(target)
+
+
+def _meta(
+    model: RNNModel, target: tvm.target.Target, sparse: list[str], threads: int
+) -> dict[str, Any]:
+    return {
+        "format": META_FORMAT,
+        "version": META_VERSION,
+        "cell": model.cell,
+        "layers": model.num_layers,
+        "input_size": model.input_size,
+        "hidden_size": model.hidden_size,
+        "output_size": model.output_size,
+        "batch_first": model.batch_first,
+        "state": "(layers, 2, B, H): [:, 0] = h, [:, 1] = c"
+        if model.cell == "lstm"
+        else "(layers, B, H)",
+        "target": str(target),
+        "sparse": sparse,
+        "threads": threads,
+    }
+
+
+def with_meta(mod: tvm.IRModule, meta: Mapping[str, Any]) -> tvm.IRModule:
+    """Add ``meta() -> uint8[n]``: the JSON description the runtime session reads."""
+    data = np.frombuffer(json.dumps(dict(meta), sort_keys=True).encode(), np.uint8).copy()
+    bb = relax.BlockBuilder(mod)
+    with bb.function("meta", []):
+        bb.emit_func_output(relax.const(data))
+    return bb.get()
+
+
+class CompiledModel:
+    """A compiled RNN: ``forward``, ``step``, ``push``/``reset`` and ``export``.
+
+    Attributes
+    ----------
+    model : RNNModel
+        The imported description.
+    target : tvm.target.Target
+    executable : tvm.runtime.Executable
+    ir : tvm.IRModule
+        The lowered Relax module that was compiled.
+    sparse : dict
+        ``{parameter name: BSPCMatrix}`` of the weights compiled in BSPC.
+    meta : dict
+        What ``meta()`` returns in the compiled module.
+    """
+
+    def __init__(
+        self,
+        model: RNNModel,
+        target: tvm.target.Target,
+        executable: Any,
+        ir: tvm.IRModule,
+        sparse: dict[str, BSPCMatrix],
+        meta: dict[str, Any],
+    ) -> None:
+        self.model = model
+        self.target = target
+        self.executable = executable
+        self.ir = ir
+        self.sparse = sparse
+        self.meta = meta
+        self._session: Session | None = None
+
+    @property
+    def runnable(self) -> bool:
+        """True when this process can run the module (a CPU target of this machine's ISA)."""
+        if self.target.kind.name != "llvm":
+            return False
+        return is_aarch64(self.target) == (os.uname().machine in ("aarch64", "arm64"))
+
+    @property
+    def session(self) -> Session:
+        """The runtime session over this executable (host targets only)."""
+        if not self.runnable:
+            raise RuntimeError(
+                f"compiled for {self.target}, which this machine cannot run: export() it and "
+                "open it with tvm_bsp.deploy.load on the device (or under qemu)"
+            )
+        if self._session is None:
+            self._session = Session(self.executable)
+        return self._session
+
+    def forward(self, x: np.ndarray, h0: np.ndarray | None = None):
+        """Whole utterance: see :meth:`tvm_bsp.deploy.session.Session.forward`."""
+        return self.session.forward(x, h0)
+
+    def step(self, x_t: np.ndarray, h: np.ndarray | None = None):
+        """One frame: see :meth:`tvm_bsp.deploy.session.Session.step`."""
+        return self.session.step(x_t, h)
+
+    def push(self, x_t: np.ndarray) -> np.ndarray:
+        """Streaming frame with the kept state: see :meth:`Session.push`."""
+        return self.session.push(x_t)
+
+    def reset(self) -> None:
+        """Forget the streaming state."""
+        self.session.reset()
+
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write the shared library (weights embedded) for :func:`tvm_bsp.deploy.load`.
+
+        aarch64 targets are linked with the GNU cross compiler
+        (:func:`tvm_bsp.deploy.cross.export_arm64`). The file appears atomically.
+        """
+        dest = Path(path).absolute()
+        if is_aarch64(self.target) and os.uname().machine not in ("aarch64", "arm64"):
+            from tvm_bsp.deploy.cross import export_arm64
+
+            return export_arm64(self.executable, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".so", dir=dest.parent)
+        os.close(fd)
+        try:
+            self.executable.export_library(tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dest
+
+
+def compile_model(
+    module: Any,
+    target: TargetLike = "host",
+    bspc: BSPCSource = None,
+    tuned: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    grid: Grid | Mapping[str, Grid] | None = None,
+    knobs: Mapping[str, Any] | None = None,
+) -> CompiledModel:
+    """Compile a recurrent model.
+
+    Parameters
+    ----------
+    module : torch.nn.Module or RNNModel
+        See :func:`tvm_bsp.frontend.from_torch` for the accepted module shapes.
+    target : str, dict or tvm.target.Target
+        ``"host"``, ``"arm64"`` (cross-compiled; run it with :func:`tvm_bsp.deploy.load` on
+        the device) or any ``llvm`` target. OpenCL targets raise ``NotImplementedError``.
+    bspc : None, "auto", directory or mapping
+        Which weights are BSPC (see :mod:`tvm_bsp.compiler.bspc_sources`).
+    tuned : mapping, optional
+        Tuned knob records per layer (see :func:`tvm_bsp.passes.AttachSchedules`).
+    grid : (int, int) or mapping, optional
+        Block grid for BSPC weights given as masks (inferred if omitted).
+    knobs : mapping, optional
+        Knob overrides for every layer (e.g. ``{"threads": 1}``).
+
+    Returns
+    -------
+    CompiledModel
+        ``forward(x, h0=None) -> (y, h)``, ``step(x_t, h=None) -> (y_t, h)`` on numpy
+        arrays, and ``export(path)``.
+    """
+    desc = from_torch(module)
+    tgt = _target(target)
+    sparse = resolve_bspc(desc, bspc, grid)
+    mod = rnn_pipeline(tgt, sparse, tuned, knobs)(to_relax(desc))
+    threads = default_knobs(tgt).updated(knobs).updated((tuned or {}).get("*")).threads
+    meta = _meta(desc, tgt, sorted(sparse), threads)
+    mod = with_meta(mod, meta)
+    executable = tvm.compile(mod, target=tgt)
+    return CompiledModel(desc, tgt, executable, mod, sparse, meta)

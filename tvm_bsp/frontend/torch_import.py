@@ -1,0 +1,215 @@
+"""Import torch modules into an :class:`~tvm_bsp.frontend.model.RNNModel`.
+
+Accepted module shapes
+----------------------
+1. A recurrent module on its own: ``torch.nn.GRU``, ``torch.nn.LSTM`` (any number of
+   layers, unidirectional, no ``proj_size``, ``batch_first`` either way, with or without
+   biases) or :class:`~tvm_bsp.frontend.kaldi_gru.KaldiGRU`.
+2. A container whose children, in registration order, are one recurrent module followed by
+   zero or more head layers; the container's ``forward`` must apply them in that order (e.g.
+   ``self.rnn`` then ``self.head``, like :class:`tvm_bsp.speech.model.AcousticModel`). Head
+   layers are ``nn.Linear``, the activations ``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``, and
+   ``nn.Identity`` / ``nn.Dropout`` (identities at inference); ``nn.Sequential`` children are
+   flattened.
+3. An :class:`RNNModel` (returned unchanged).
+
+Anything else raises :class:`UnsupportedModuleError` naming the offending module. The import
+has inference semantics: batch-norm uses its running statistics, dropout is off (the kaldi GRU
+candidate is scaled by ``1 - dropout``). Weights under a pruning mask parametrization (a
+``torch.nn.utils.parametrize`` entry with a boolean ``mask`` buffer) are read masked, and the
+masks are kept in the description.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from tvm_bsp.frontend.kaldi_gru import KaldiGRU
+from tvm_bsp.frontend.model import Activation, DenseLayer, HeadLayer, RNNLayer, RNNModel
+
+_ACTIVATIONS: dict[type, str] = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+_IDENTITIES = (nn.Identity, nn.Dropout)
+_RNNS = (nn.GRU, nn.LSTM, KaldiGRU)
+
+
+class UnsupportedModuleError(ValueError):
+    """A module (named in the message) that the importer cannot translate."""
+
+
+def from_torch(module: nn.Module | RNNModel) -> RNNModel:
+    """Describe a torch module (see the module docstring for accepted shapes).
+
+    Parameters
+    ----------
+    module : torch.nn.Module or RNNModel
+
+    Returns
+    -------
+    RNNModel
+
+    Raises
+    ------
+    UnsupportedModuleError
+        For a bidirectional or projected RNN, an ``nn.RNN``, an unknown layer, or a container
+        that is not "one RNN then head layers".
+    """
+    if isinstance(module, RNNModel):
+        return module
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module or an RNNModel, got {type(module).__name__}")
+    with torch.no_grad():
+        if isinstance(module, _RNNS):
+            layers, batch_first = _import_rnn(module, "")
+            return RNNModel(layers, [], batch_first)
+        return _import_container(module)
+
+
+# ---------------------------------------------------------------------- containers
+def _flatten(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+    items: list[tuple[str, nn.Module]] = []
+    for name, child in module.named_children():
+        path = f"{prefix}{name}"
+        if isinstance(child, nn.Sequential):
+            items.extend(_flatten(child, f"{path}."))
+        else:
+            items.append((path, child))
+    return items
+
+
+def _import_container(module: nn.Module) -> RNNModel:
+    items = _flatten(module, "")
+    kind = type(module).__name__
+    if not items:
+        raise UnsupportedModuleError(
+            f"{kind} is neither nn.GRU, nn.LSTM nor KaldiGRU and has no child modules"
+        )
+    path, first = items[0]
+    if not isinstance(first, _RNNS):
+        _check_not_rnn(path, first)
+        raise UnsupportedModuleError(
+            f"the first child of {kind} must be nn.GRU, nn.LSTM or KaldiGRU; "
+            f"'{path}' is {type(first).__name__}"
+        )
+    layers, batch_first = _import_rnn(first, f"{path}.")
+    head: list[HeadLayer] = []
+    for path, child in items[1:]:
+        if isinstance(child, nn.Linear):
+            head.append(_import_linear(child, f"{path}."))
+        elif type(child) in _ACTIVATIONS:
+            head.append(Activation(_ACTIVATIONS[type(child)]))
+        elif isinstance(child, _IDENTITIES):
+            continue
+        else:
+            _check_not_rnn(path, child)
+            raise UnsupportedModuleError(
+                f"'{path}' ({type(child).__name__}) is not a supported head layer; heads are "
+                "nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity and nn.Dropout"
+            )
+    return RNNModel(layers, head, batch_first)
+
+
+def _check_not_rnn(path: str, child: nn.Module) -> None:
+    if isinstance(child, _RNNS):
+        raise UnsupportedModuleError(f"'{path}': only one recurrent module is supported")
+    if isinstance(child, nn.RNNBase):
+        raise UnsupportedModuleError(
+            f"'{path}' is {type(child).__name__}; only GRU, LSTM and KaldiGRU are supported"
+        )
+
+
+# ---------------------------------------------------------------------- parameters
+def _read(module: nn.Module, attr: str, prefix: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The tensor ``module.<attr>`` as the forward sees it (masked), and its mask if any."""
+    value = getattr(module, attr)
+    mask = None
+    parametrizations = getattr(module, "parametrizations", None)
+    if parametrizations is not None and attr in parametrizations:
+        for p in parametrizations[attr]:
+            m = getattr(p, "mask", None)
+            if isinstance(m, torch.Tensor) and m.dtype == torch.bool:
+                mask = m.detach().cpu().numpy().copy()
+    arr = value.detach().cpu().to(torch.float32).numpy().copy()
+    if mask is not None and mask.shape != arr.shape:
+        raise UnsupportedModuleError(f"'{prefix}{attr}': mask shape differs from the weight")
+    return arr, mask
+
+
+def _import_linear(linear: nn.Linear, prefix: str) -> DenseLayer:
+    weight, mask = _read(linear, "weight", prefix)
+    names = {"weight": f"{prefix}weight"}
+    bias = None
+    if linear.bias is not None:
+        bias, _ = _read(linear, "bias", prefix)
+        names["bias"] = f"{prefix}bias"
+    return DenseLayer(weight, bias, names, {"weight": mask} if mask is not None else {})
+
+
+def _import_rnn(rnn: nn.Module, prefix: str) -> tuple[list[RNNLayer], bool]:
+    label = prefix.rstrip(".") or type(rnn).__name__
+    if isinstance(rnn, KaldiGRU):
+        return [_kaldi_layer(rnn, k, prefix) for k in range(rnn.num_layers)], rnn.batch_first
+    if rnn.bidirectional:
+        raise UnsupportedModuleError(f"'{label}' ({type(rnn).__name__}) is bidirectional")
+    if getattr(rnn, "proj_size", 0):
+        raise UnsupportedModuleError(f"'{label}' (nn.LSTM) has proj_size={rnn.proj_size}")
+    cell = "gru" if isinstance(rnn, nn.GRU) else "lstm"
+    layers = []
+    for k in range(rnn.num_layers):
+        values: dict[str, np.ndarray | None] = {}
+        names: dict[str, str] = {}
+        masks: dict[str, np.ndarray] = {}
+        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            attr = f"{role}_l{k}"
+            if role.startswith("bias") and not rnn.bias:
+                values[role] = None
+                continue
+            values[role], mask = _read(rnn, attr, prefix)
+            names[role] = f"{prefix}{attr}"
+            if mask is not None:
+                masks[role] = mask
+        layers.append(RNNLayer(cell, names=names, masks=masks, **values))
+    return layers, rnn.batch_first
+
+
+def _kaldi_layer(rnn: KaldiGRU, k: int, prefix: str) -> RNNLayer:
+    names = {"weight_ih": f"{prefix}weight_ih_l{k}", "weight_hh": f"{prefix}weight_hh_l{k}"}
+    w_ih, m_ih = _read(rnn, f"weight_ih_l{k}", prefix)
+    w_hh, m_hh = _read(rnn, f"weight_hh_l{k}", prefix)
+    masks = {role: m for role, m in (("weight_ih", m_ih), ("weight_hh", m_hh)) if m is not None}
+    bias = None
+    if rnn.bias:
+        bias, _ = _read(rnn, f"bias_ih_l{k}", prefix)
+        names["bias_ih"] = f"{prefix}bias_ih_l{k}"
+    row_scale: dict[str, np.ndarray] = {}
+    if rnn.batchnorm:
+        scale, shift = _bn_affine(rnn.bn[k], f"{prefix}bn.{k}")
+        w_ih = w_ih * scale[:, None]
+        bias = shift if bias is None else bias * scale + shift
+        row_scale["weight_ih"] = scale
+        names.setdefault("bias_ih", f"{prefix}bn.{k}.folded_bias")
+    return RNNLayer(
+        "kaldi_gru",
+        w_ih,
+        w_hh,
+        bias,
+        None,
+        candidate_scale=1.0 - rnn.dropout,
+        names=names,
+        masks=masks,
+        row_scale=row_scale,
+    )
+
+
+def _bn_affine(bn: nn.BatchNorm1d, label: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, shift)`` with ``bn(v) == v * scale + shift`` in evaluation mode."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise UnsupportedModuleError(f"'{label}' has no running statistics to fold")
+    mean = bn.running_mean.detach().double().cpu().numpy()
+    var = bn.running_var.detach().double().cpu().numpy()
+    gamma = bn.weight.detach().double().cpu().numpy() if bn.weight is not None else 1.0
+    beta = bn.bias.detach().double().cpu().numpy() if bn.bias is not None else 0.0
+    scale = gamma / np.sqrt(var + bn.eps)
+    shift = beta - mean * scale
+    return scale.astype(np.float32), np.broadcast_to(shift, mean.shape).astype(np.float32)

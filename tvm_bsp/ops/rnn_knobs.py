@@ -1,0 +1,103 @@
+"""Knobs of the RNN kernel templates and their defaults per target.
+
+=====================  =====================================================================
+knob                   meaning
+=====================  =====================================================================
+``lanes``              ``P``: rows (units) per vector tile / panel
+``frames``             ``F``: frames per register tile of the mat-mat kernels
+``k_split``            independent accumulators over a BSPC panel's columns
+``threads``            thread groups of the BSPC row-stripe partition (and the parallel width)
+``min_parallel_macs``  a product with fewer multiply-adds per step runs on one thread: a
+                       time loop shared by threads meets at a barrier every step, which
+                       costs more than it saves for small products and stalls whenever
+                       another process holds a core (default 150k: the reference GRU's
+                       dense, 10x and 19x matrices run in parallel, sparser ones serially)
+``exact``              TVM's ``sigmoid``/``tanh`` intrinsics instead of the vectorizable
+                       polynomial forms
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import tvm
+
+#: Gates stacked in the weights of each cell type (same table as the frontend's).
+CELL_GATES: dict[str, int] = {"gru": 3, "kaldi_gru": 3, "lstm": 4}
+
+
+@dataclass(frozen=True)
+class RNNKnobs:
+    """One kernel configuration (see the module docstring)."""
+
+    lanes: int = 8
+    frames: int = 4
+    k_split: int = 2
+    threads: int = 1
+    min_parallel_macs: int = 150_000
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "exact":
+                if not isinstance(value, bool):
+                    raise ValueError(f"knob exact must be a bool, got {value!r}")
+            elif (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (0 if f.name == "min_parallel_macs" else 1)
+            ):
+                raise ValueError(f"knob {f.name} must be a positive integer, got {value!r}")
+
+    def updated(self, overrides: Mapping[str, Any] | None) -> RNNKnobs:
+        """A copy with ``overrides`` applied (unknown knob names are an error)."""
+        if not overrides:
+            return self
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown RNN knobs {unknown}; knobs are {sorted(known)}")
+        return replace(self, **dict(overrides))
+
+    def parallel(self, macs_per_step: int) -> bool:
+        """Whether a product of ``macs_per_step`` multiply-adds runs in parallel."""
+        return self.threads > 1 and macs_per_step >= self.min_parallel_macs
+
+    def to_json(self) -> str:
+        """JSON text of the knobs."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RNNKnobs:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+def is_aarch64(target: tvm.target.Target) -> bool:
+    """True for an ``llvm`` target generating aarch64 code."""
+    triple = str(target.attrs.get("mtriple", "")) if target.kind.name == "llvm" else ""
+    return triple.startswith(("aarch64", "arm64"))
+
+
+def default_knobs(target: tvm.target.Target) -> RNNKnobs:
+    """Defaults for a CPU (``llvm``) target.
+
+    x86 with 512-bit vectors: 16 lanes, 8-frame tiles; 256-bit: 8 lanes; aarch64 (NEON,
+    128-bit): 8 lanes (two registers per tile row), 4 frames and 4 threads (a phone's big
+    cores); host targets use this machine's core count.
+    """
+    if target.kind.name != "llvm":
+        raise NotImplementedError(f"no RNN kernel templates for target kind {target.kind.name!r}")
+    if is_aarch64(target):
+        return RNNKnobs(lanes=8, frames=4, threads=4)
+    from tvm.target import codegen
+
+    width = int(codegen.llvm_get_vector_width(target))
+    lanes = 16 if width >= 512 else 8
+    return RNNKnobs(lanes=lanes, frames=8, threads=min(8, os.cpu_count() or 1))

@@ -1,0 +1,176 @@
+"""LowerRNN: lower recurrent-layer and dense-layer placeholders to the RNN kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from tvm_bsp.frontend.relax_import import LINEAR_OP, RNN_OPS
+from tvm_bsp.ops.rnn_kernels import Weight, linear_kernel, sequence_kernel
+from tvm_bsp.ops.rnn_knobs import RNNKnobs
+from tvm_bsp.passes.attach_schedules import knobs_of
+from tvm_bsp.passes.ir_utils import (
+    BSPC_OP,
+    bspc_from_call,
+    call_args,
+    constant_array,
+    extern_name,
+    is_constant,
+)
+
+_CELLS = {op: cell for cell, op in RNN_OPS.items()}
+
+
+def _fold_reshapes(func: relax.Function) -> relax.Function:
+    """``reshape(reshape(x, a), b) -> reshape(x, b)`` (each reshape is a VM instruction)."""
+    from tvm.relax.dpl import is_op, wildcard
+
+    inner = is_op("relax.reshape")(wildcard(), wildcard())
+    outer = is_op("relax.reshape")(inner, wildcard())
+
+    def rewrite(expr: relax.Expr, matches) -> relax.Expr:
+        source = matches[inner].args[0]
+        if _same_shape(source, tuple(expr.ty.shape)):
+            return source
+        return relax.op.reshape(source, expr.args[1])
+
+    return relax.dpl.rewrite_call(outer, rewrite, func)
+
+
+def _same_shape(expr: relax.Expr, shape: tuple) -> bool:
+    current = getattr(expr.ty, "shape", None)
+    if current is None or len(current) != len(shape):
+        return False
+    analyzer = tvm.sym.Analyzer()
+    return all(analyzer.can_prove_equal(a, b) for a, b in zip(current, shape, strict=True))
+
+
+class _Operand:
+    """A weight or bias operand: its variable name, defining expression and value."""
+
+    def __init__(self, lowerer: _Lowerer, expr: relax.Expr) -> None:
+        self.name = expr.name if isinstance(expr, relax.Var) else "<inline>"
+        value = lowerer.lookup_binding(expr) if isinstance(expr, relax.Var) else expr
+        if value is None or not (is_constant(value) or extern_name(value) == BSPC_OP):
+            raise ValueError(f"weight operand {self.name} is neither a constant nor a BSPC form")
+        self.expr = value  # the same object in every function that shares the weight
+        self._value: Weight | None = None
+
+    @property
+    def value(self) -> Weight:
+        """The dense array or the (validated) BSPC matrix."""
+        if self._value is None:
+            is_bspc = extern_name(self.expr) == BSPC_OP
+            self._value = bspc_from_call(self.expr) if is_bspc else constant_array(self.expr)
+        return self._value
+
+
+@relax.expr_functor.mutator
+class _Lowerer(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule) -> None:
+        super().__init__(mod)
+        self.mod_ = mod
+        self.cache: dict[tuple, Any] = {}
+
+    def cached(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """Build once per key: ``forward`` and ``step`` share weights, kernels and constants."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
+
+    def reshape(self, expr: relax.Expr, shape: tuple) -> relax.Expr:
+        """``reshape(expr, shape)``, looking through a reshape that produced ``expr`` and
+        skipping a no-op (each costs a VM instruction per call, which a streaming step pays)."""
+        source = self.lookup_binding(expr) if isinstance(expr, relax.Var) else None
+        if isinstance(source, relax.Call) and getattr(source.op, "name", "") == "relax.reshape":
+            expr = source.args[0]
+        if _same_shape(expr, shape):
+            return expr
+        return self.builder_.emit(relax.op.reshape(expr, shape))
+
+    def call(self, kernel: tuple, name: str, args: list, out_ty) -> relax.Call:
+        func, consts = kernel
+        gv = self.builder_.add_func(func, name)
+        return relax.call_tir(gv, [*args, *consts], out_ty)
+
+    # -------------------------------------------------------------- lowering
+    def linear(self, x2d, w: _Operand, bias: np.ndarray, knobs: RNNKnobs, key: tuple, name: str):
+        def make():
+            func, consts, rows = linear_kernel(w.value, bias, knobs)
+            return (func, [relax.const(c) for c in consts]), rows
+
+        kernel, rows = self.cached(("linear", w.expr, knobs, *key), make)
+        N = x2d.ty.shape[0]
+        return self.call(kernel, name, [x2d], relax.TensorType([N, rows], "float32"))
+
+    def rnn(self, cell: str, call: relax.Call) -> relax.Expr:
+        x, state, index, w_ih, w_hh, b_ih, last = call_args(call)
+        layer = int(index.value)
+        u, w, bias = _Operand(self, w_hh), _Operand(self, w_ih), _Operand(self, b_ih)
+        rec = None if cell == "kaldi_gru" else _Operand(self, last)
+        scale = float(last.value) if cell == "kaldi_gru" else 1.0
+        knobs = knobs_of(self.mod_, u.name)
+        key = (cell, u.expr, bias.expr, rec.expr if rec else None, scale, knobs, layer)
+
+        def make():
+            b_hh = None if rec is None else rec.value
+            seq = sequence_kernel(cell, u.value, bias.value, b_hh, scale, knobs, layer)
+            return (seq.func, [relax.const(c) for c in seq.consts]), seq.input_bias, seq.hidden
+
+        kernel, input_bias, H = self.cached(("sequence", *key), make)
+        T, B, I = x.ty.shape
+        flat = self.reshape(x, (T * B, I))
+        proj = self.linear(flat, w, input_bias, knobs, key, "input_projection")
+        xp = self.reshape(self.builder_.emit(proj), (T, B, len(input_bias)))
+        outs = [relax.TensorType([T, B, H], "float32")]
+        outs += [relax.TensorType([B, H], "float32")] * (2 if cell == "lstm" else 1)
+        return self.call(kernel, f"{cell}_sequence", [xp, state], outs)
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        name = extern_name(call)
+        if name in _CELLS:
+            return self.rnn(_CELLS[name], call)
+        if name == LINEAR_OP:
+            x, w, b = call_args(call)
+            weight, bias = _Operand(self, w), _Operand(self, b)
+            knobs = knobs_of(self.mod_, weight.name)
+            return self.linear(x, weight, bias.value, knobs, (bias.expr,), "linear")
+        return call
+
+
+def LowerRNN() -> tvm.transform.Pass:
+    """Lower the placeholders of :mod:`tvm_bsp.frontend.relax_import` to kernel calls.
+
+    Each recurrent layer becomes two ``call_tir``: the input projection of all frames as one
+    mat-mat product (:mod:`tvm_bsp.ops.rnn_linear`; the biases that do not depend on the state
+    folded into it) and the sequence kernel with the time loop inside
+    (:mod:`tvm_bsp.ops.rnn_seq_dense` / :mod:`tvm_bsp.ops.rnn_seq_bspc`, chosen by whether the
+    recurrent weight is dense or in BSPC form). Each dense layer becomes one mat-mat call.
+    Weights are packed into the kernels' layouts as new constants (once per weight, shared by
+    the functions that use it); the originals die (dead-code elimination runs at the end).
+    Kernel knobs come from :func:`~tvm_bsp.passes.AttachSchedules` (generic defaults without
+    it).
+
+    Returns
+    -------
+    tvm.transform.Pass
+    """
+
+    @tvm.transform.module_pass(opt_level=0, name="LowerRNN")
+    def transform(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        lowerer = _Lowerer(mod)
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
+        out = lowerer.builder_.get()
+        for gv, func in out.functions_items():
+            if isinstance(func, relax.Function):
+                out[gv] = _fold_reshapes(func)
+        return relax.transform.DeadCodeElimination()(out)
+
+    return transform

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from tvm_bsp.testing.opencl import (
+    HostLoop,
     build_opencl_program,
+    launch_count,
     opencl_available,
     opencl_target,
     run_opencl_prim_func,
@@ -172,3 +174,66 @@ def test_scalar_parameters_tvmscript():
     b = np.ones(70, dtype="float32")
     (out,) = program.run([a, b, 2.5, 70], out_indices=[1])  # B is read and written
     np.testing.assert_allclose(out, 2.5 * a + 1.0)
+
+
+def _host_loop_recurrence():
+    """``x <- 0.5 * x + t`` for ``t < steps`` (a scalar parameter), then ``y = x``: a serial host
+    loop around a kernel launch, a launch before and one after it, a global scratch buffer."""
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def recurrence(a: T.handle, y: T.handle, start: T.int32, steps: T.int32):
+        T.func_attr({"global_symbol": "main", "tirx.noalias": True})
+        n = T.int64()
+        A = T.match_buffer(a, (n,), "float32")
+        Y = T.match_buffer(y, (n,), "float32")
+        x = T.alloc_buffer((2, n), "float32")
+        for bx in T.thread_binding((n + 31) // 32, thread="blockIdx.x"):
+            for tx in T.thread_binding(32, thread="threadIdx.x"):
+                if bx * 32 + tx < n:
+                    x[0, bx * 32 + tx] = A[bx * 32 + tx]
+        for t in range(steps):
+            for bx in T.thread_binding((n + 31) // 32, thread="blockIdx.x"):
+                for tx in T.thread_binding(32, thread="threadIdx.x"):
+                    if bx * 32 + tx < n:
+                        x[(t + 1) % 2, bx * 32 + tx] = T.float32(0.5) * x[
+                            t % 2, bx * 32 + tx
+                        ] + T.Cast("float32", t + start)
+        for bx in T.thread_binding((n + 31) // 32, thread="blockIdx.x"):
+            for tx in T.thread_binding(32, thread="threadIdx.x"):
+                if bx * 32 + tx < n:
+                    Y[bx * 32 + tx] = x[steps % 2, bx * 32 + tx]
+
+    return recurrence
+
+
+@pytest.mark.parametrize("n, start, steps", [(5, 0, 0), (70, 3, 1), (33, -2, 9)])
+def test_serial_host_loop(n, start, steps):
+    program = build_opencl_program(_host_loop_recurrence(), opencl_target())
+    _, loop, _ = program.launches
+    assert isinstance(loop, HostLoop) and len(loop.body) == 1
+    assert launch_count(program.launches) == 3
+    a = np.random.default_rng(n).standard_normal(n).astype("float32")
+    expected = a.astype(np.float64)
+    for t in range(steps):
+        expected = 0.5 * expected + (t + start)
+    (out,) = program.run([a, np.full(n, np.nan, "float32"), start, steps], out_indices=[1])
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_host_store_in_loop_is_refused():
+    from tvm.script import tirx as T
+
+    @T.prim_func
+    def host_store(a: T.handle, b: T.handle):
+        T.func_attr({"global_symbol": "main"})
+        A = T.match_buffer(a, (64,), "float32")
+        B = T.match_buffer(b, (2,), "float32")
+        for t in range(2):
+            B[t] = T.float32(1)
+            for bx in T.thread_binding(2, thread="blockIdx.x"):
+                for tx in T.thread_binding(32, thread="threadIdx.x"):
+                    A[bx * 32 + tx] = A[bx * 32 + tx] + T.Cast("float32", t)
+
+    with pytest.raises(NotImplementedError, match=r"host code|not a kernel launch"):
+        build_opencl_program(host_store, opencl_target())

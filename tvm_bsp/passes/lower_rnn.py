@@ -10,9 +10,10 @@ import tvm
 from tvm import relax
 
 from tvm_bsp.frontend.relax_import import LINEAR_OP, RNN_OPS
+from tvm_bsp.ops.rnn_gpu_kernels import gpu_linear_kernel, gpu_sequence_kernel
 from tvm_bsp.ops.rnn_kernels import Weight, linear_kernel, sequence_kernel
 from tvm_bsp.ops.rnn_knobs import RNNKnobs
-from tvm_bsp.passes.attach_schedules import knobs_of
+from tvm_bsp.passes.attach_schedules import TARGET_ATTR, knobs_of
 from tvm_bsp.passes.ir_utils import (
     BSPC_OP,
     bspc_from_call,
@@ -21,6 +22,7 @@ from tvm_bsp.passes.ir_utils import (
     extern_name,
     is_constant,
 )
+from tvm_bsp.schedules.gpu_rnn import GPURNNKnobs, gpu_knobs_of
 
 _CELLS = {op: cell for cell, op in RNN_OPS.items()}
 
@@ -75,6 +77,14 @@ class _Lowerer(relax.PyExprMutator):
         super().__init__(mod)
         self.mod_ = mod
         self.cache: dict[tuple, Any] = {}
+        target = (mod.attrs or {}).get(TARGET_ATTR)
+        self.opencl = target is not None and target.kind.name == "opencl"
+
+    def knobs(self, weight_var: str) -> RNNKnobs | GPURNNKnobs:
+        """The attached knobs of a layer: OpenCL knobs for an OpenCL target."""
+        return (
+            gpu_knobs_of(self.mod_, weight_var) if self.opencl else knobs_of(self.mod_, weight_var)
+        )
 
     def cached(self, key: tuple, make: Callable[[], Any]) -> Any:
         """Build once per key: ``forward`` and ``step`` share weights, kernels and constants."""
@@ -98,9 +108,10 @@ class _Lowerer(relax.PyExprMutator):
         return relax.call_tir(gv, [*args, *consts], out_ty)
 
     # -------------------------------------------------------------- lowering
-    def linear(self, x2d, w: _Operand, bias: np.ndarray, knobs: RNNKnobs, key: tuple, name: str):
+    def linear(self, x2d, w: _Operand, bias: np.ndarray, knobs, key: tuple, name: str):
         def make():
-            func, consts, rows = linear_kernel(w.value, bias, knobs)
+            build = gpu_linear_kernel if self.opencl else linear_kernel
+            func, consts, rows = build(w.value, bias, knobs)
             return (func, [relax.const(c) for c in consts]), rows
 
         kernel, rows = self.cached(("linear", w.expr, knobs, *key), make)
@@ -113,12 +124,13 @@ class _Lowerer(relax.PyExprMutator):
         u, w, bias = _Operand(self, w_hh), _Operand(self, w_ih), _Operand(self, b_ih)
         rec = None if cell == "kaldi_gru" else _Operand(self, last)
         scale = float(last.value) if cell == "kaldi_gru" else 1.0
-        knobs = knobs_of(self.mod_, u.name)
+        knobs = self.knobs(u.name)
         key = (cell, u.expr, bias.expr, rec.expr if rec else None, scale, knobs, layer)
 
         def make():
             b_hh = None if rec is None else rec.value
-            seq = sequence_kernel(cell, u.value, bias.value, b_hh, scale, knobs, layer)
+            build = gpu_sequence_kernel if self.opencl else sequence_kernel
+            seq = build(cell, u.value, bias.value, b_hh, scale, knobs, layer)
             return (seq.func, [relax.const(c) for c in seq.consts]), seq.input_bias, seq.hidden
 
         kernel, input_bias, H = self.cached(("sequence", *key), make)
@@ -138,7 +150,7 @@ class _Lowerer(relax.PyExprMutator):
         if name == LINEAR_OP:
             x, w, b = call_args(call)
             weight, bias = _Operand(self, w), _Operand(self, b)
-            knobs = knobs_of(self.mod_, weight.name)
+            knobs = self.knobs(weight.name)
             return self.linear(x, weight, bias.value, knobs, (bias.expr,), "linear")
         return call
 
@@ -151,6 +163,9 @@ def LowerRNN() -> tvm.transform.Pass:
     folded into it) and the sequence kernel with the time loop inside
     (:mod:`tvm_bsp.ops.rnn_seq_dense` / :mod:`tvm_bsp.ops.rnn_seq_bspc`, chosen by whether the
     recurrent weight is dense or in BSPC form). Each dense layer becomes one mat-mat call.
+    For an OpenCL target (recorded by :func:`~tvm_bsp.passes.pipeline.AttachOpenCLSchedules`)
+    the kernels are those of :mod:`tvm_bsp.ops.rnn_gpu` (same signatures up to the packed
+    constants: a host loop over time launching per-step device kernels).
     Weights are packed into the kernels' layouts as new constants (once per weight, shared by
     the functions that use it); the originals die (dead-code elimination runs at the end).
     Kernel knobs come from :func:`~tvm_bsp.passes.AttachSchedules` (generic defaults without

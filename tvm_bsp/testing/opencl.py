@@ -20,9 +20,13 @@ another way:
    dimension.
 
 So the device code that runs is TVM's, on a real OpenCL implementation (POCL on the CPU); the
-host-side launch is a re-creation from the lowered IR, not TVM's own OpenCL runtime. Host code
-other than kernel launches (host loops, host-side stores, dynamic shared memory) is refused
-with :class:`NotImplementedError` rather than guessed.
+host-side launch is a re-creation from the lowered IR, not TVM's own OpenCL runtime. Serial host
+loops around kernel launches (e.g. the time loop of :mod:`tvm_bsp.ops.rnn_gpu`) are re-created
+too: the loop variable is bound while the body's launches are enqueued, its bounds are
+evaluated from the scalar parameters and symbolic shapes, and the in-order queue orders the
+launches of consecutive iterations. Other host code (parallel or unrolled host loops,
+host-side stores, dynamic shared memory) is refused with :class:`NotImplementedError` rather
+than guessed.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "HostLoop",
     "KernelLaunch",
     "OpenCLProgram",
     "build_opencl_program",
     "opencl_available",
     "opencl_target",
     "run_opencl_prim_func",
+    "run_relax_function",
 ]
 
 
@@ -111,6 +117,31 @@ class KernelLaunch:
     extents: tuple
 
 
+@dataclasses.dataclass(frozen=True)
+class HostLoop:
+    """A serial host loop around kernel launches, as recovered from the lowered IR.
+
+    Attributes
+    ----------
+    var : tvm.tirx.Var
+        The loop variable (scalar kernel arguments and extents may use it).
+    start, extent : tuple or TIR expression
+        Bounds, evaluated like launch extents when the loop is reached.
+    body : tuple
+        :class:`KernelLaunch` and nested :class:`HostLoop` items, in program order.
+    """
+
+    var: Any
+    start: Any
+    extent: Any
+    body: tuple
+
+
+def launch_count(items: Sequence[Any]) -> int:
+    """Kernel launches in a recovered launch list, loops counted once (static size)."""
+    return sum(launch_count(i.body) if isinstance(i, HostLoop) else 1 for i in items)
+
+
 @dataclasses.dataclass
 class OpenCLProgram:
     """TVM-generated OpenCL source plus the host launch sequence recovered from the IR.
@@ -131,7 +162,7 @@ class OpenCLProgram:
 
     source: str
     params: list
-    launches: list[KernelLaunch]
+    launches: list[KernelLaunch | HostLoop]
     allocs: dict
     lowered: Any
 
@@ -184,15 +215,22 @@ class OpenCLProgram:
             if arr.shape != want:
                 raise ValueError(f"argument {i} has shape {arr.shape}, the PrimFunc wants {want}")
             host[i] = arr.copy()
-            cl_bufs[("param", i)] = cl.Buffer(
-                ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, size=max(arr.nbytes, 1), hostbuf=host[i]
-            )
+            if arr.nbytes == 0:  # an empty tensor (e.g. zero frames): nothing to upload
+                cl_bufs[("param", i)] = cl.Buffer(ctx, mf.READ_WRITE, size=1)
+            else:
+                cl_bufs[("param", i)] = cl.Buffer(
+                    ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, size=arr.nbytes, hostbuf=host[i]
+                )
         for name, (shape, dtype) in self.allocs.items():
             nbytes = math.prod(_eval(s, env) for s in shape) * np.dtype(_np_dtype(dtype)).itemsize
             cl_bufs[("alloc", name)] = cl.Buffer(ctx, mf.READ_WRITE, size=max(nbytes, 1))
 
-        for launch in self.launches:
-            kernel = cl.Kernel(prog, launch.kernel)
+        kernels: dict[str, Any] = {}
+
+        def enqueue(launch: KernelLaunch, env: list) -> None:
+            if launch.kernel not in kernels:
+                kernels[launch.kernel] = cl.Kernel(prog, launch.kernel)
+            kernel = kernels[launch.kernel]
             kargs = []
             for a in launch.args:
                 if a[0] == "scalar":
@@ -205,8 +243,21 @@ class OpenCLProgram:
                 scope, _, axis = tag.partition(".")
                 dim = "xyz".index(axis)
                 (grid if scope == "blockIdx" else block)[dim] = value
+            if min(grid) <= 0:
+                return  # an empty grid launches nothing (e.g. zero sequences)
             global_size = tuple(g * b for g, b in zip(grid, block, strict=True))
             kernel(queue, global_size, tuple(block), *kargs)
+
+        def execute(items: Sequence[Any], env: list) -> None:
+            for item in items:
+                if isinstance(item, HostLoop):
+                    start, extent = int(_eval(item.start, env)), int(_eval(item.extent, env))
+                    for value in range(start, start + extent):
+                        execute(item.body, [*env, (item.var, value)])
+                else:
+                    enqueue(item, env)
+
+        execute(self.launches, env)
         queue.finish()
 
         outs = []
@@ -214,7 +265,8 @@ class OpenCLProgram:
             if ("param", i) not in cl_bufs:
                 raise ValueError(f"argument {i} is not a buffer parameter")
             res = np.empty_like(host[i])
-            cl.enqueue_copy(queue, res, cl_bufs[("param", i)])
+            if res.nbytes:
+                cl.enqueue_copy(queue, res, cl_bufs[("param", i)])
             outs.append(res)
         queue.finish()
         return outs
@@ -334,6 +386,111 @@ def run_opencl_prim_func(
     return program.run(args, out_indices)
 
 
+def run_relax_function(
+    mod: Any,
+    func_name: str,
+    args: Sequence[np.ndarray],
+    target: Any,
+    *,
+    programs: dict | None = None,
+) -> Any:
+    """Run a lowered Relax function whose ``call_tir`` kernels are OpenCL, on POCL.
+
+    A small interpreter for the modules :func:`tvm_bsp.passes.rnn_pipeline` produces: it walks
+    the function's bindings; every ``call_tir`` runs its PrimFunc through
+    :func:`build_opencl_program` (TVM's OpenCL code, host side re-created), ``reshape`` /
+    ``stack`` / tuples are evaluated with numpy. Anything else raises
+    :class:`NotImplementedError`.
+
+    Parameters
+    ----------
+    mod : tvm.IRModule
+        The lowered Relax module (before ``tvm.compile``).
+    func_name : str
+        The Relax function to run (e.g. ``"forward"``, ``"step"``).
+    args : sequence of numpy.ndarray
+        One array per parameter of the function.
+    target : tvm.target.Target
+        OpenCL target whose host this machine can compile for (e.g.
+        ``resolve_target("opencl-mali", host="host")``).
+    programs : dict, optional
+        Cache of built programs by kernel name, shared across calls.
+
+    Returns
+    -------
+    numpy.ndarray or tuple
+        The function's result (tuples as Python tuples).
+    """
+    import tvm
+    from tvm import relax
+
+    func = mod[func_name]
+    if len(args) != len(func.params):
+        raise ValueError(f"{func_name} takes {len(func.params)} arguments, got {len(args)}")
+    programs = {} if programs is None else programs
+    values: list[tuple[Any, Any]] = []
+    env: list[tuple[Any, int | float]] = []
+
+    def shape_of(ty: Any) -> tuple[int, ...]:
+        return tuple(int(_eval(d, env)) for d in ty.shape)
+
+    for p, a in zip(func.params, args, strict=True):
+        a = np.ascontiguousarray(a, np.float32)
+        dims = p.ty.shape
+        if len(dims) != a.ndim:
+            raise ValueError(f"parameter {p.name}: rank {a.ndim} != {len(dims)}")
+        for d, n in zip(dims, a.shape, strict=True):
+            if isinstance(d, tvm.ir.expr.Var) and not any(d.same_as(v) for v, _ in env):
+                env.append((d, int(n)))
+        if shape_of(p.ty) != a.shape:
+            raise ValueError(f"parameter {p.name}: shape {a.shape}, expected {shape_of(p.ty)}")
+        values.append((p, a))
+
+    def value(expr: Any) -> Any:
+        if isinstance(expr, relax.Var):
+            for v, val in values:
+                if v.same_as(expr):
+                    return val
+            raise NotImplementedError(f"unbound Relax variable {expr.name}")
+        if isinstance(expr, tvm.ir.expr.Constant):
+            return expr.value.numpy()
+        if isinstance(expr, relax.Tuple):
+            return tuple(value(f) for f in expr.fields)
+        if isinstance(expr, relax.TupleGetItem):
+            return value(expr.tuple_value)[expr.index]
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            return call(expr)
+        raise NotImplementedError(f"Relax expression {type(expr).__name__} is not supported")
+
+    def call(expr: Any) -> Any:
+        name = expr.op.name
+        if name == "relax.call_tir":
+            gv, operands = expr.args[0], value(expr.args[1])
+            key = gv.name_hint
+            if key not in programs:
+                prim = mod[gv].with_attr("global_symbol", "main")
+                programs[key] = build_opencl_program(prim, target)
+            outs_ty = expr.ty_args[0]
+            fields = list(outs_ty.fields) if hasattr(outs_ty, "fields") else [outs_ty]
+            outs = [np.full(shape_of(t), np.nan, np.float32) for t in fields]
+            first = len(operands)
+            res = programs[key].run([*operands, *outs], list(range(first, first + len(outs))))
+            return tuple(res) if hasattr(outs_ty, "fields") else res[0]
+        if name == "relax.reshape":
+            return value(expr.args[0]).reshape(shape_of(expr.ty))
+        if name == "relax.stack":
+            return np.stack(value(expr.args[0]), axis=int(expr.attrs.axis))
+        raise NotImplementedError(f"Relax operator {name} is not supported by the runner")
+
+    body = func.body
+    for block in body.blocks:
+        for binding in block.bindings:
+            if not isinstance(binding, relax.VarBinding):
+                raise NotImplementedError(f"binding {type(binding).__name__} is not supported")
+            values.append((binding.var, value(binding.value)))
+    return value(body.body)
+
+
 # ----------------------------------------------------------------------------------------------
 # IR recovery
 # ----------------------------------------------------------------------------------------------
@@ -387,7 +544,7 @@ def _recover_launches(entry: Any, kernels: dict[str, Any]) -> tuple[list[KernelL
     allocs: dict[str, tuple[tuple, str]] = {}
     alloc_vars: list[tuple[Any, str]] = []
     binds: list[tuple[Any, Any]] = []
-    launches: list[KernelLaunch] = []
+    launches: list[Any] = []  # the list the current loop body appends to
 
     def root_of(ptr: Any) -> tuple:
         if not (isinstance(ptr, tvm.ir.Call) and ptr.op.name == "tirx.buffer_data"):
@@ -425,6 +582,24 @@ def _recover_launches(entry: Any, kernels: dict[str, Any]) -> tuple[list[KernelL
         extents = tuple(_substitute_binds(e, binds) for e in rest[len(kparams) :])
         launches.append(KernelLaunch(name, tuple(args), tags, extents))
 
+    def loop(s: Any) -> None:
+        nonlocal launches
+        if s.kind != S.ForKind.SERIAL or s.thread_binding is not None:
+            raise NotImplementedError(f"host loop of kind {s.kind} is not supported:\n{s}")
+        outer, launches = launches, []
+        n_binds = len(binds)
+        visit(s.body)
+        body, launches = tuple(launches), outer
+        del binds[n_binds:]  # binds inside the body are scoped to it (re-bound per iteration)
+        launches.append(
+            HostLoop(
+                s.loop_var,
+                _substitute_binds(s.min, binds),
+                _substitute_binds(s.extent, binds),
+                body,
+            )
+        )
+
     def visit(s: Any) -> None:
         if isinstance(s, S.SeqStmt):
             for c in s.seq:
@@ -437,7 +612,7 @@ def _recover_launches(entry: Any, kernels: dict[str, Any]) -> tuple[list[KernelL
             if str(ty.storage_scope) not in ("global", ""):
                 raise NotImplementedError(f"host allocation in scope {ty.storage_scope}")
             name = f"{s.buffer.name}_{len(allocs)}"
-            allocs[name] = (tuple(ty.shape), str(ty.dtype))
+            allocs[name] = (tuple(_substitute_binds(d, binds) for d in ty.shape), str(ty.dtype))
             alloc_vars.append((s.buffer, name))
         elif isinstance(s, S.Bind):
             binds.append((s.var, s.value))
@@ -445,6 +620,8 @@ def _recover_launches(entry: Any, kernels: dict[str, Any]) -> tuple[list[KernelL
             pass  # argument checks of the host function
         elif isinstance(s, S.AttrStmt):
             visit(s.body)
+        elif isinstance(s, S.For):
+            loop(s)
         elif isinstance(s, S.Evaluate):
             v = s.value
             if isinstance(v, tvm.ir.Call) and v.op.name == "tirx.call_ffi_kernel":
@@ -457,7 +634,7 @@ def _recover_launches(entry: Any, kernels: dict[str, Any]) -> tuple[list[KernelL
             )
 
     visit(entry.body)
-    if not launches:
+    if not launch_count(launches):
         raise ValueError("the host function launches no kernel")
     return launches, allocs
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -133,35 +132,29 @@ class CompiledModel:
     def export(self, path: str | os.PathLike[str]) -> Path:
         """Write the shared library (weights embedded) for :func:`tvm_bsp.deploy.load`.
 
-        aarch64 targets are linked with the GNU cross compiler
-        (:func:`tvm_bsp.deploy.cross.export_arm64`). The file appears atomically.
+        The linker is the one of the named deploy target the compile target maps to
+        (:func:`tvm_bsp.deploy.targets.deploy_target_of`): the system compiler for the host,
+        the GNU aarch64 cross compiler for ``arm64`` (and OpenCL with an aarch64 Linux host),
+        the NDK compiler of ``TVM_NDK_CC`` for Android. The file appears atomically.
         """
-        dest = Path(path).absolute()
-        if is_aarch64(self.target) and os.uname().machine not in ("aarch64", "arm64"):
-            from tvm_bsp.deploy.cross import export_arm64
+        from tvm_bsp.deploy.targets import deploy_target_of, export_library
 
-            return export_arm64(self.executable, dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".so", dir=dest.parent)
-        os.close(fd)
-        try:
-            self.executable.export_library(tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return dest
+        cpu = self.target.host if self.target.kind.name == "opencl" else self.target
+        name = deploy_target_of(self.target).name
+        if cpu is None or not is_aarch64(cpu):
+            name = "host"  # e.g. an OpenCL target given without an aarch64 host
+        return export_library(self.executable, name, path)
 
 
 def compile_model(
     module: Any,
     target: TargetLike = "host",
     bspc: BSPCSource = None,
-    tuned: Mapping[str, Mapping[str, Any]] | None = None,
+    tuned: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | Any = None,
     *,
     grid: Grid | Mapping[str, Grid] | None = None,
     knobs: Mapping[str, Any] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> CompiledModel:
     """Compile a recurrent model.
 
@@ -171,15 +164,23 @@ def compile_model(
         See :func:`tvm_bsp.frontend.from_torch` for the accepted module shapes.
     target : str, dict or tvm.target.Target
         ``"host"``, ``"arm64"`` (cross-compiled; run it with :func:`tvm_bsp.deploy.load` on
-        the device) or any ``llvm`` target. OpenCL targets raise ``NotImplementedError``.
+        the device), any ``llvm`` target, or ``"opencl-mali"`` / ``"opencl-adreno"`` / an
+        ``opencl`` target (the OpenCL kernels of :mod:`tvm_bsp.ops.rnn_gpu`, aarch64 host by
+        default; not runnable here: ``export`` it for the device).
     bspc : None, "auto", directory or mapping
         Which weights are BSPC (see :mod:`tvm_bsp.compiler.bspc_sources`).
-    tuned : mapping, optional
-        Tuned knob records per layer (see :func:`tvm_bsp.passes.AttachSchedules`).
+    tuned : mapping, TuningDatabase or directory, optional
+        Knobs per layer: a mapping as :func:`tvm_bsp.passes.AttachSchedules` takes it, or a
+        :class:`tvm_bsp.tune.TuningDatabase` (or its directory) whose best record is applied
+        to every layer whose workload (shape, sparsity structure, target) it holds; other
+        layers keep the defaults. ``meta["tuned"]`` lists the configs applied per layer.
     grid : (int, int) or mapping, optional
         Block grid for BSPC weights given as masks (inferred if omitted).
     knobs : mapping, optional
         Knob overrides for every layer (e.g. ``{"threads": 1}``).
+    extra_meta : mapping, optional
+        JSON-able entries added to the module's ``meta()`` (e.g. ``labels``: the class names
+        a runner prints); they may not replace the compiler's own entries.
 
     Returns
     -------
@@ -190,9 +191,24 @@ def compile_model(
     desc = from_torch(module)
     tgt = _target(target)
     sparse = resolve_bspc(desc, bspc, grid)
-    mod = rnn_pipeline(tgt, sparse, tuned, knobs)(to_relax(desc))
-    threads = default_knobs(tgt).updated(knobs).updated((tuned or {}).get("*")).threads
+    from tvm_bsp.tune.layers import resolve_tuned
+
+    per_layer = resolve_tuned(desc, sparse, tgt, tuned)
+    mod = rnn_pipeline(tgt, sparse, per_layer, knobs)(to_relax(desc))
+    threads = 1  # the OpenCL kernels use no CPU thread pool
+    if tgt.kind.name != "opencl":
+        base = default_knobs(tgt).updated(knobs).updated(per_layer.get("*"))
+        threads = max(
+            [base.threads] + [int(c.get("threads", base.threads)) for c in per_layer.values()]
+        )
+        if knobs and "threads" in knobs:  # explicit knobs win over tuned records
+            threads = int(knobs["threads"])
     meta = _meta(desc, tgt, sorted(sparse), threads)
+    meta["tuned"] = per_layer
+    clash = sorted(set(extra_meta or {}) & set(meta))
+    if clash:
+        raise ValueError(f"extra_meta may not replace the compiler's meta entries {clash}")
+    meta.update(json.loads(json.dumps(dict(extra_meta or {}))))
     mod = with_meta(mod, meta)
     executable = tvm.compile(mod, target=tgt)
     return CompiledModel(desc, tgt, executable, mod, sparse, meta)

@@ -101,3 +101,36 @@ def default_knobs(target: tvm.target.Target) -> RNNKnobs:
     width = int(codegen.llvm_get_vector_width(target))
     lanes = 16 if width >= 512 else 8
     return RNNKnobs(lanes=lanes, frames=8, threads=min(8, os.cpu_count() or 1))
+
+
+#: Values the layer tuner (:func:`tvm_bsp.tune.tune_model`) tries per knob. ``frames`` only
+#: shapes the mat-mat tiles of whole utterances and ``exact`` changes the arithmetic, so the
+#: streaming tuner keeps their defaults; ``threads`` is capped by the target's default.
+TUNABLE_CHOICES: dict[str, tuple[int, ...]] = {
+    "lanes": (4, 8, 16),
+    "k_split": (1, 2, 4),
+    "threads": (1, 2, 4, 8),
+    "min_parallel_macs": (0, 50_000, 150_000, 1_000_000),
+}
+
+
+def knob_space(target: tvm.target.Target) -> dict[str, tuple[int, ...]]:
+    """The tuner's choices per knob for ``target``, each including the target's default.
+
+    Parameters
+    ----------
+    target : tvm.target.Target
+        An ``llvm`` target.
+
+    Returns
+    -------
+    dict
+        ``{knob name: sorted tuple of values}``.
+    """
+    base = default_knobs(target)
+    space: dict[str, tuple[int, ...]] = {}
+    for name, choices in TUNABLE_CHOICES.items():
+        default = getattr(base, name)
+        values = {c for c in choices if name != "threads" or c <= base.threads} | {default}
+        space[name] = tuple(sorted(values))
+    return space

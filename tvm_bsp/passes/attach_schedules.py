@@ -38,7 +38,8 @@ def AttachSchedules(
         layer is keyed by its ``weight_hh`` name, a dense layer or input projection by its
         weight's name), or ``"*"`` for every layer. Missing knobs keep the defaults.
     defaults : mapping, optional
-        Overrides of the target defaults for every layer.
+        Overrides of the target defaults for every layer; they win over tuned records (an
+        explicit ``knobs={"threads": 1}`` holds even for a tuned layer).
 
     Returns
     -------
@@ -58,7 +59,7 @@ def AttachSchedules(
     table = {"*": json.loads(base.to_json())}
     for name, overrides in sorted((tuned or {}).items(), key=lambda kv: kv[0] != "*"):
         key = "*" if name == "*" else var_name(name)
-        merged = base.updated(table.get(key, {})).updated(overrides)
+        merged = base.updated(table.get(key, {})).updated(overrides).updated(defaults)
         table[key] = json.loads(merged.to_json())
         if key == "*":
             base = merged

@@ -102,15 +102,10 @@ def _start(argv: list[str], env: Mapping[str, str], log: IO[bytes]) -> subproces
 
 def _server_ready(host: str, port: int, key: str) -> bool:
     """Whether the tracker lists a free server under ``key`` (the tracker is listening)."""
-    from tvm.rpc.client import TrackerSession
+    from tvm_bsp.tune.runner import tracker_summary
 
-    try:
-        tracker = TrackerSession((host, port))
-        try:
-            summary = tracker.summary()
-        finally:
-            tracker.close()
-    except (OSError, RuntimeError):
+    summary = tracker_summary(host, port)
+    if summary is None:
         return False
     servers = [s for s in summary.get("server_info", []) if s.get("key") == f"server:{key}"]
     free = summary.get("queue_info", {}).get(key, {}).get("free", 0)

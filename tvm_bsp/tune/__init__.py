@@ -3,6 +3,10 @@
 - :func:`tune_spmm`: knob search (untuned choice first, then defaults and random configs)
   with MetaSchedule's ``LocalBuilder`` / ``RPCRunner``; see :mod:`.tuner` for why the knobs
   are not MetaSchedule trace decisions.
+- :func:`tune_model`: the knobs of every recurrent layer of a model (per-frame streaming time
+  of the layer's compiled ``step``), with the same runner and database; ``compile_model(...,
+  tuned=DB)`` applies the best record per layer (:mod:`.layers`).
+- :mod:`.block_search`: block-grid x rate search for accuracy (PER) and latency, Pareto front.
 - :class:`TuningDatabase`: a directory of per-workload JSON records, appended atomically after
   every measurement; :func:`best_config` / :func:`apply_best` re-apply the best config in any
   process.
@@ -16,7 +20,10 @@ from tvm_bsp.tune.database import (
     structure_fingerprint,
     workload_key,
 )
-from tvm_bsp.tune.tuner import TuneResult, TuningError, candidate_configs, tune_spmm
+from tvm_bsp.tune.layers import layer_workload, rnn_candidates, tuned_records
+from tvm_bsp.tune.model_tuner import load_model_source, tune_model
+from tvm_bsp.tune.runner import TuneResult, TuningError
+from tvm_bsp.tune.tuner import candidate_configs, tune_spmm
 
 __all__ = [
     "TuneResult",
@@ -25,7 +32,12 @@ __all__ = [
     "apply_best",
     "best_config",
     "candidate_configs",
+    "layer_workload",
+    "load_model_source",
+    "rnn_candidates",
     "structure_fingerprint",
+    "tune_model",
     "tune_spmm",
+    "tuned_records",
     "workload_key",
 ]

@@ -1,9 +1,19 @@
 """``tvm-bsp tune`` and ``tvm-bsp rpc-server`` subcommands.
 
-``tvm-bsp tune --target arm64 --tracker HOST:PORT --key KEY --trials N --db DIR BSPC_DIR``
-tunes the BSPC kernel (batch 1 by default) of every matrix of a directory written by
-:func:`tvm_bsp.prune.export_bspc`, appending records to the database ``DIR``. Without
-``--tracker`` the candidates run on this machine (host targets).
+``tvm-bsp tune --target arm64 --tracker HOST:PORT --key KEY --trials N --db DIR MODEL``
+
+- ``MODEL`` a model file of ``tvm-bsp train`` / ``prune`` (``OUT/model.pt``, BSPC weights from
+  ``OUT/bspc/`` when present): tunes the knobs of every recurrent layer's kernels for
+  streaming (:func:`tvm_bsp.tune.tune_model`); ``compile_model(..., tuned=DIR)`` and
+  ``tvm-bsp compile`` apply the records.
+- ``MODEL`` a directory written by :func:`tvm_bsp.prune.export_bspc` (``index.json``): tunes
+  the BSPC kernel (batch 1 by default) of every matrix (:func:`tvm_bsp.tune.tune_spmm`).
+
+Records are appended to the database ``DIR`` (rerunning resumes). Without ``--tracker`` the
+candidates run on this machine (host targets).
+
+``tvm-bsp tune --block-search [--grids 6x4,12x8] [--rates 10,20] --json PATH --plot PATH
+[--quick] DENSE_MODEL`` runs the block-size search (:mod:`tvm_bsp.tune.block_search`).
 
 ``tvm-bsp rpc-server --tracker HOST:PORT --key KEY [--host 127.0.0.1]`` runs
 ``python -m tvm.exec.rpc_server`` registered with the tracker (loopback by default).
@@ -47,41 +57,123 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     """
     p = subparsers.add_parser(
         "tune",
-        help="tune the BSPC kernels of an exported model on the host or an RPC device",
-        description="Tune the knobs of the BSPC kernel of every matrix in a directory written "
-        "by tvm_bsp.prune.export_bspc; every measurement is appended to the database "
-        "directory (rerunning resumes).",
+        help="tune a model's kernels on the host or an RPC device (or search block sizes)",
+        description="MODEL is a model file of `tvm-bsp train`/`prune` (OUT/model.pt, BSPC "
+        "weights from OUT/bspc/): tune the knobs of every recurrent layer for streaming. Or a "
+        "BSPC export directory (index.json): tune the BSPC kernel of every matrix. Every "
+        "measurement is appended to the database directory (rerunning resumes); "
+        "compile_model(..., tuned=DB) applies the best records. With --block-search, MODEL "
+        "is a dense model whose block grids x rates are searched for PER and latency.",
     )
-    p.add_argument("bspc_dir", type=Path, metavar="MODEL_OR_BSPC_DIR", help="BSPC export dir")
-    p.add_argument("--db", type=Path, required=True, help="tuning database directory")
+    p.add_argument(
+        "bspc_dir", type=Path, metavar="MODEL", help="model.pt (or its dir), or a BSPC export dir"
+    )
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        help="tuning database directory (required; with --block-search: optional, "
+        "its records are applied when timing)",
+    )
     p.add_argument(
         "--target", default="host", help="host, arm64, opencl-mali, opencl-adreno (default host)"
     )
     p.add_argument("--tracker", type=_tracker, default=None, help="RPC tracker HOST:PORT")
     p.add_argument("--key", default=None, help="device key registered with the tracker")
-    p.add_argument("--trials", type=int, default=16, help="candidate configs per matrix")
+    p.add_argument(
+        "--trials", type=int, default=16, help="candidate configs per matrix or RNN layer"
+    )
     p.add_argument("--batch", type=int, default=1, help="frames per call (default 1)")
     p.add_argument(
         "--epilogue", default=None, choices=["none", "sigmoid", "tanh"], help="activation"
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of the random candidates")
-    p.add_argument("--json", type=Path, default=None, help="also write a summary as JSON")
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="also write a summary as JSON (the records with --block-search)",
+    )
+    g = p.add_argument_group("block-size search (--block-search)")
+    g.add_argument(
+        "--block-search", action="store_true", help="search block grids x rates (PER, latency)"
+    )
+    from tvm_bsp.tune.block_search_cli import add_block_search_args
+
+    add_block_search_args(g, standalone=False)  # type: ignore[arg-type]
     p.set_defaults(func=run_tune)
     return p
 
 
+def _usage(message: str) -> int:
+    print(f"tvm-bsp tune: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run_tune(args: argparse.Namespace) -> int:
     """Handler of ``tvm-bsp tune``; returns the exit code (1 when the device dropped off)."""
+    if getattr(args, "block_search", False):
+        from tvm_bsp.tune.block_search_cli import run_block_search
+
+        return run_block_search(args, model=args.bspc_dir)
+    if args.db is None:
+        return _usage("--db DIR is required")
+    if (args.tracker is None) != (args.key is None):
+        return _usage("--tracker and --key go together")
+    if args.trials < 1:
+        return _usage("--trials must be positive")
+    path: Path = args.bspc_dir
+    if path.is_dir() and (path / "index.json").is_file():
+        return _tune_bspc_dir(args)
+    if path.is_file() or (path.is_dir() and (path / "model.pt").is_file()):
+        return _tune_model_file(args)
+    return _usage(
+        f"{path} is neither a model file (tvm-bsp train/prune) nor a BSPC export directory "
+        "(index.json)"
+    )
+
+
+def _tune_model_file(args: argparse.Namespace) -> int:
+    from tvm_bsp.tune.model_tuner import load_model_source, tune_model
+    from tvm_bsp.tune.tuner import TuningError, summarize
+
+    try:
+        module, bspc = load_model_source(args.bspc_dir)
+    except (FileNotFoundError, ValueError) as err:
+        return _usage(str(err))
+    print(f"== {args.bspc_dir} (BSPC: {bspc})", flush=True)
+    summary: dict[str, Any] = {}
+    status = 0
+    try:
+        results = tune_model(
+            module,
+            args.db,
+            bspc=bspc,
+            target=args.target,
+            trials=args.trials,
+            tracker=args.tracker,
+            key=args.key,
+            seed=args.seed,
+            session_timeout=args.timeout,
+            log=lambda m: print(m, flush=True),
+        )
+        summary = {name: dict(summarize(res)) for name, res in results.items()}
+    except TuningError as err:
+        print(f"tvm-bsp tune: error: {err}", file=sys.stderr)
+        summary = {"error": str(err), "records_kept": err.records_kept}
+        status = 1
+    except ValueError as err:
+        return _usage(str(err))
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=1))
+    return status
+
+
+def _tune_bspc_dir(args: argparse.Namespace) -> int:
     from tvm_bsp.prune import load_bspc_dir
     from tvm_bsp.tune.tuner import TuningError, summarize, tune_spmm
 
-    if (args.tracker is None) != (args.key is None):
-        print("tvm-bsp tune: error: --tracker and --key go together", file=sys.stderr)
-        return 2
-    if args.trials < 1:
-        print("tvm-bsp tune: error: --trials must be positive", file=sys.stderr)
-        return 2
     matrices, _index = load_bspc_dir(args.bspc_dir)
     summary: dict[str, Any] = {}
     status = 0

@@ -68,10 +68,14 @@ def upload_module(session: Any, local_path: str, remote_path: str) -> Any:
     return session.load_module(remote_path)
 
 
-def save_arguments(artifact_path: str, arrays: list[np.ndarray]) -> str:
-    """Write a candidate's kernel arguments (in parameter order) beside its library."""
+def save_arguments(artifact_path: str, arrays: list[np.ndarray], threads: int = 0) -> str:
+    """Write a candidate's kernel arguments (in parameter order) beside its library.
+
+    ``threads > 0`` asks :func:`run_vm_step` to size the device's thread pool first.
+    """
     path = artifact_path + ARGS_SUFFIX
-    np.savez(path, **{f"arg{i}": np.ascontiguousarray(a) for i, a in enumerate(arrays)})
+    named = {f"arg{i}": np.ascontiguousarray(a) for i, a in enumerate(arrays)}
+    np.savez(path, threads=np.int64(threads), **named)
     return path
 
 
@@ -83,7 +87,9 @@ def alloc_arguments(
 
     path = _STATE["local_path"] + ARGS_SUFFIX
     with np.load(path, allow_pickle=False) as data:
-        arrays = [data[f"arg{i}"] for i in range(len(data.files))]
+        count = sum(1 for name in data.files if name.startswith("arg"))
+        arrays = [data[f"arg{i}"] for i in range(count)]
+        _STATE["threads"] = str(int(data["threads"])) if "threads" in data.files else "0"
     if len(arrays) != len(args_info):
         raise ValueError(f"{path}: {len(arrays)} arrays for {len(args_info)} parameters")
     return [[tvm.runtime.tensor(a, device) for a in arrays] for _ in range(max(1, alloc_repeat))]
@@ -95,6 +101,35 @@ def run_evaluator(
     """``f_run_evaluator``: seconds per call of the kernel entry, one value per repeat."""
     evaluator = rt_mod.time_evaluator(
         ENTRY,
+        device,
+        number=evaluator_config.number,
+        repeat=evaluator_config.repeat,
+        min_repeat_ms=evaluator_config.min_repeat_ms,
+    )
+    costs: list[float] = []
+    for args in repeated_args:
+        device.sync()
+        costs.extend(float(c) for c in evaluator(*args).results)
+    return costs
+
+
+def run_vm_step(
+    session: Any, rt_mod: Any, device: Any, evaluator_config: Any, repeated_args: list[Any]
+) -> list[float]:
+    """``f_run_evaluator`` for a compiled RNN (Relax VM): seconds per ``step(x_t, state)``.
+
+    Sizes the device's CPU thread pool to the candidate's ``threads`` first (TVM's x86
+    default is half the logical CPUs).
+    """
+    from tvm.runtime.vm import VirtualMachine
+
+    threads = int(_STATE.get("threads", "0"))
+    if threads > 0:
+        config = session.get_function("runtime.config_threadpool")
+        config(-3, threads)  # -3: share all cores (a CPU list cannot cross RPC)
+    vm = VirtualMachine(rt_mod, device)
+    evaluator = vm.time_evaluator(
+        "step",
         device,
         number=evaluator_config.number,
         repeat=evaluator_config.repeat,

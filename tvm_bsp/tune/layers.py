@@ -1,0 +1,229 @@
+"""Tuned records of RNN layers: workloads, candidate knob configs, lookup for the compiler.
+
+A recurrent layer compiles into two kernels (the input projection and the sequence kernel
+with the time loop) that share one :class:`~tvm_bsp.ops.rnn_knobs.RNNKnobs` config, keyed by
+the layer's ``weight_hh`` parameter name (:func:`tvm_bsp.passes.AttachSchedules`). Its
+*workload* is what the config's speed depends on::
+
+    {"kernel": "rnn_layer", "mode": "stream", "batch": 1, "cell": "gru",
+     "input_size": 39, "hidden_size": 256, "bias_hh": true,
+     "weight_ih": "<structure fingerprint>" | "dense", "weight_hh": ...,
+     "target": "<target JSON>"}
+
+(the fingerprint is :func:`~tvm_bsp.tune.structure_fingerprint` of the BSPC form: index
+arrays, not values, so a re-trained model with the same masks reuses its records). Records
+live in the same :class:`~tvm_bsp.tune.TuningDatabase` files as the BSPC kernel's, with the
+same record fields; ``config`` is a full ``RNNKnobs`` dictionary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.tune.database import TuningDatabase, _key_of, config_key, structure_fingerprint
+
+__all__ = [
+    "layer_key",
+    "layer_model",
+    "layer_sparse",
+    "layer_workload",
+    "resolve_tuned",
+    "rnn_candidates",
+    "tuned_records",
+]
+
+
+def _target_str(target: Any) -> str:
+    from tvm_bsp.schedules.targets import resolve_target
+
+    return str(resolve_target(target))
+
+
+def layer_workload(
+    layer: Any, sparse: Mapping[str, BSPCMatrix], target: Any, batch: int = 1
+) -> dict[str, Any]:
+    """The workload of one recurrent layer compiled for streaming.
+
+    Parameters
+    ----------
+    layer : tvm_bsp.frontend.model.RNNLayer
+    sparse : mapping
+        ``{parameter name: BSPCMatrix}`` of the model's BSPC weights (others are dense).
+    target : str, dict or tvm.target.Target
+    batch : int
+        Sequences per step.
+
+    Returns
+    -------
+    dict
+        JSON-able description; :func:`layer_key` hashes it.
+    """
+
+    def structure(role: str) -> str:
+        m = sparse.get(layer.names.get(role, ""))
+        return "dense" if m is None else structure_fingerprint(m)
+
+    return {
+        "kernel": "rnn_layer",
+        "mode": "stream",
+        "batch": int(batch),
+        "cell": layer.cell,
+        "input_size": int(layer.input_size),
+        "hidden_size": int(layer.hidden_size),
+        "bias_hh": layer.bias_hh is not None,
+        "weight_ih": structure("weight_ih"),
+        "weight_hh": structure("weight_hh"),
+        "target": _target_str(target),
+    }
+
+
+def layer_key(layer: Any, sparse: Mapping[str, BSPCMatrix], target: Any, batch: int = 1) -> str:
+    """Database key of :func:`layer_workload` (32 hex digits)."""
+    return _key_of(layer_workload(layer, sparse, target, batch))
+
+
+def layer_sparse(layer: Any, sparse: Mapping[str, BSPCMatrix]) -> dict[str, BSPCMatrix]:
+    """The BSPC weights of one layer (a sub-mapping of ``sparse``)."""
+    names = {layer.names.get(r) for r in ("weight_ih", "weight_hh")}
+    return {n: m for n, m in sparse.items() if n in names}
+
+
+def layer_model(layer: Any) -> Any:
+    """A one-layer :class:`~tvm_bsp.frontend.model.RNNModel` (no head) of ``layer``.
+
+    Masks and folded row scales are dropped: the BSPC weights come in resolved form.
+    """
+    from tvm_bsp.frontend.model import RNNModel
+
+    return RNNModel(layers=[dataclasses.replace(layer, masks={}, row_scale={})])
+
+
+def rnn_candidates(
+    target: Any, trials: int, seed: int = 0, defaults: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Up to ``trials`` distinct full RNN knob configs: the untuned default first, then random.
+
+    Parameters
+    ----------
+    target : str, dict or tvm.target.Target
+        An ``llvm`` target.
+    trials : int
+    seed : int
+    defaults : mapping, optional
+        Overrides of the target defaults (``compile_model(knobs=...)``).
+
+    Returns
+    -------
+    list of dict
+        ``RNNKnobs`` dictionaries; the first is what ``compile_model`` uses without records.
+    """
+    from tvm_bsp.ops.rnn_knobs import default_knobs, knob_space
+    from tvm_bsp.schedules.targets import resolve_target
+
+    tgt = resolve_target(target)
+    base = default_knobs(tgt).updated(defaults)
+    space = knob_space(tgt)
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def add(knobs: Any) -> None:
+        cfg = json.loads(knobs.to_json())
+        k = config_key(cfg)
+        if k not in seen and len(out) < trials:
+            seen.add(k)
+            out.append(cfg)
+
+    add(base)
+    size = 1
+    for choices in space.values():
+        size *= len(choices)
+    rng = random.Random(seed)
+    attempts = 0
+    while len(out) < min(trials, size) and attempts < 50 * max(1, trials):
+        attempts += 1
+        add(base.updated({name: rng.choice(choices) for name, choices in space.items()}))
+    return out
+
+
+def tuned_records(
+    model: Any,
+    sparse: Mapping[str, BSPCMatrix],
+    target: Any,
+    db: TuningDatabase | str | os.PathLike[str],
+) -> dict[str, dict[str, Any]]:
+    """The best record's config of every layer whose workload is in ``db``.
+
+    Parameters
+    ----------
+    model : tvm_bsp.frontend.model.RNNModel
+    sparse : mapping
+        ``{parameter name: BSPCMatrix}`` as the compiler resolved them.
+    target : str, dict or tvm.target.Target
+    db : TuningDatabase or path-like
+
+    Returns
+    -------
+    dict
+        ``{weight_hh parameter name: RNNKnobs dict}`` (the ``tuned`` mapping of
+        :func:`tvm_bsp.passes.AttachSchedules`); layers without a usable record are absent.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``db`` is a path that does not exist.
+    """
+    from tvm_bsp.ops.rnn_knobs import RNNKnobs
+
+    if not isinstance(db, TuningDatabase):
+        if not os.path.isdir(db):
+            raise FileNotFoundError(f"tuning database directory {db} not found")
+        db = TuningDatabase(db)
+    out: dict[str, dict[str, Any]] = {}
+    for k, layer in enumerate(model.layers):
+        best = db.best(layer_key(layer, sparse, target))
+        if best is None:
+            continue
+        try:
+            knobs = RNNKnobs().updated(best["config"])
+        except (TypeError, ValueError):
+            continue  # a record of an older knob set: defaults apply
+        out[layer.name("weight_hh", k)] = json.loads(knobs.to_json())
+    return out
+
+
+def resolve_tuned(
+    model: Any,
+    sparse: Mapping[str, BSPCMatrix],
+    target: Any,
+    tuned: Any,
+) -> dict[str, dict[str, Any]]:
+    """The ``tuned`` argument of ``compile_model`` as a per-layer knob mapping.
+
+    Parameters
+    ----------
+    model : tvm_bsp.frontend.model.RNNModel
+    sparse : mapping
+    target : str, dict or tvm.target.Target
+    tuned : None, mapping, TuningDatabase or path-like
+        A mapping is used as it is (``{weight_hh name or "*": {knob: value}}``); a database
+        (or its directory) gives the best record of every layer whose workload it holds.
+
+    Returns
+    -------
+    dict
+    """
+    if tuned is None:
+        return {}
+    if isinstance(tuned, Mapping):
+        return {str(k): dict(v) for k, v in tuned.items()}
+    if isinstance(tuned, TuningDatabase | str | os.PathLike):
+        return tuned_records(model, sparse, target, tuned)
+    raise ValueError(
+        f"tuned must be a mapping, a TuningDatabase or a directory, got {type(tuned).__name__}"
+    )

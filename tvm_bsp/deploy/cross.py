@@ -77,19 +77,16 @@ def export_arm64(lib_or_executable: Any, path: str | os.PathLike[str]) -> Path:
     """
     from tvm.support import cc
 
+    from tvm_bsp.deploy.files import atomic_output
+
     dest = Path(path).absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)
     # A fresh cross_compiler per call: TVM's closure appends per-call options to its shared
     # option list, so reusing one instance accumulates flags across exports.
     fcompile = cc.cross_compiler(_cross_cxx(), options=[])
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".so", dir=dest.parent)
-    os.close(fd)
-    try:
-        with tempfile.TemporaryDirectory(prefix="tvm-bsp-export-") as work:
-            lib_or_executable.export_library(tmp, fcompile=fcompile, workspace_dir=work)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with (
+        atomic_output(dest, ".so") as tmp,
+        tempfile.TemporaryDirectory(prefix="tvm-bsp-export-") as work,
+    ):
+        lib_or_executable.export_library(str(tmp), fcompile=fcompile, workspace_dir=work)
     return dest

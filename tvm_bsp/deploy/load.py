@@ -18,15 +18,19 @@ from typing import Any
 from tvm_bsp.deploy.session import Session
 
 
-def load(path: str | os.PathLike[str], device: Any = None) -> Session:
+def load(path: str | os.PathLike[str], device: Any = None, threads: int | None = None) -> Session:
     """Load an exported RNN module.
 
     Parameters
     ----------
     path : str or os.PathLike
         The ``.so`` written by ``CompiledModel.export``.
-    device : tvm.runtime.Device, optional
-        Defaults to ``tvm.cpu(0)``.
+    device : tvm.runtime.Device or str, optional
+        Defaults to ``tvm.cpu(0)``. A module compiled for an OpenCL target runs with
+        ``device="opencl"`` (``tvm.opencl(0)``; the runtime on the device must have OpenCL,
+        the Python wheel on x86 has not).
+    threads : int, optional
+        TVM CPU threads (default: the module's ``meta["threads"]``, see :class:`Session`).
 
     Returns
     -------
@@ -43,14 +47,25 @@ def load(path: str | os.PathLike[str], device: Any = None) -> Session:
     import tvm
 
     path = Path(path)
+    if isinstance(device, str):
+        try:
+            device = tvm.device(device, 0)
+        except Exception as err:  # TVMError / ValueError naming the unknown kind
+            raise ValueError(f"unknown device {device!r}: {err}") from None
     if not path.is_file():
         raise FileNotFoundError(f"no compiled module at {path}")
-    return Session(tvm.runtime.load_module(str(path)), device)
+    try:
+        module = tvm.runtime.load_module(str(path))
+    except Exception as err:  # TVMError, OSError from dlopen: a bad file or another ISA
+        raise ValueError(f"cannot load {path} as a TVM module: {err}") from None
+    return Session(module, device, threads)
 
 
 class _CallableModule(types.ModuleType):
-    def __call__(self, path: str | os.PathLike[str], device: Any = None) -> Session:
-        return load(path, device)
+    def __call__(
+        self, path: str | os.PathLike[str], device: Any = None, threads: int | None = None
+    ) -> Session:
+        return load(path, device, threads)
 
 
 sys.modules[__name__].__class__ = _CallableModule

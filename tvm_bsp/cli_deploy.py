@@ -1,0 +1,358 @@
+"""``tvm-bsp compile``, ``tvm-bsp deploy`` and ``tvm-bsp bench``.
+
+``tvm-bsp compile MODEL.pt --target arm64 -o model.so [--bspc auto|DIR] [--db DIR]``
+    Compile a saved model (see :mod:`tvm_bsp.deploy.model_file`) for a named target
+    (:mod:`tvm_bsp.deploy.targets`) into one ``.so`` with the weights inside, plus the sidecar
+    ``model.so.json`` (phone names and decoding, :mod:`tvm_bsp.deploy.labels`).
+``tvm-bsp deploy MODEL.pt|MODEL.so --target T --out DIR [--wav F | --features F]``
+    Compile (or take) the ``.so`` into ``DIR/model.so`` and, given an input, run the runtime-only
+    runner (:mod:`tvm_bsp.deploy.runner`) on it: here, under qemu for ``arm64`` when the
+    emulator is set up, else print the command for the device.
+``tvm-bsp bench gru|spmv [--quick] [--json PATH]``
+    The benchmarks of :mod:`tvm_bsp.bench`.
+
+Exit codes: 0 success, 1 a failure (message on stderr), 2 bad usage. Heavy imports (torch,
+TVM's compiler) happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+_TARGET_HELP = "host, arm64, android-arm64 (needs TVM_NDK_CC), opencl-mali, opencl-adreno"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _add_compile_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="host", help=f"{_TARGET_HELP} (default host)")
+    p.add_argument(
+        "--bspc",
+        default="auto",
+        help="'auto' (default): the BSPC export next to the model (DIR/bspc of 'tvm-bsp "
+        "prune') if present, else weights that are mostly zeros; 'none': all dense; or a "
+        "directory of BSPC .npz files",
+    )
+    p.add_argument("--db", type=Path, default=None, help="tuning database directory (tvm-bsp tune)")
+    p.add_argument("--threads", type=_positive, default=None, help="kernel threads")
+
+
+def add_compile_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tvm-bsp compile``; return its parser."""
+    p = subparsers.add_parser(
+        "compile",
+        help="compile a saved GRU/LSTM model (dense or BSPC) into one deployable .so",
+        description="Compile a model saved by 'tvm-bsp train'/'prune' (or save_rnn_module) for "
+        "a named target into one shared library (weights embedded) that the TVM runtime alone "
+        "loads (tvm_bsp.deploy.load), plus MODEL.so.json with the output label names.",
+    )
+    p.add_argument("model", type=Path, help="model .pt (its .json config beside it)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .so to write")
+    _add_compile_options(p)
+    p.set_defaults(handler=run_compile)
+    return p
+
+
+def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tvm-bsp deploy``; return its parser."""
+    p = subparsers.add_parser(
+        "deploy",
+        help="compile (or take) a .so into a directory and run it on a WAV/feature file",
+        description="Write DIR/model.so (+ model.so.json) for a target, compiling MODEL.pt "
+        "first if given one; with --wav or --features, run the runtime-only runner on it "
+        "(here, under qemu for arm64 when the emulator is set up, or print the command to run "
+        "on the device) and print phones, per-frame latency and the real-time factor.",
+    )
+    p.add_argument("model", type=Path, help="model .pt to compile, or a compiled .so")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    _add_compile_options(p)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--wav", type=Path, help="16 kHz 16-bit PCM WAV (features made here)")
+    source.add_argument("--features", type=Path, help="(T, 39) float32 features .npy/.npz")
+    p.add_argument(
+        "--utterance", action="store_true", help="the runner calls forward once (not per frame)"
+    )
+    p.set_defaults(handler=run_deploy)
+    return p
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tvm-bsp bench gru|spmv``; return its parser."""
+    from tvm_bsp.bench import gru, spmv
+
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmarks: GRU per-frame latency (gru), BSPC kernels (spmv)",
+        description="Run a benchmark on this machine and print its table (--json: records).",
+    )
+    sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, module in (("gru", gru), ("spmv", spmv)):
+        doc = (module.__doc__ or name).split("\n\n")[0]
+        b = sub.add_parser(name, help=doc, description=doc)
+        module.add_arguments(b)
+        b.set_defaults(handler=module.run_args)
+    return p
+
+
+def _fail(command: str, message: str, code: int = 1) -> int:
+    print(f"tvm-bsp {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _bspc_source(value: str, model_path: Path) -> Any:
+    if value == "none":
+        return None
+    if value == "auto":
+        beside = model_path.parent / "bspc"
+        return str(beside) if beside.is_dir() else "auto"
+    path = Path(value)
+    if not path.is_dir():
+        raise FileNotFoundError(f"--bspc {value}: no such directory (or use 'auto' / 'none')")
+    return str(path)
+
+
+def compile_to(args: argparse.Namespace, output: Path) -> tuple[Path, Path, Any]:
+    """Compile ``args.model`` for ``args.target`` into ``output`` plus its sidecar.
+
+    Returns
+    -------
+    (pathlib.Path, pathlib.Path, CompiledModel)
+        The ``.so``, the sidecar and the compiled model.
+    """
+    from tvm_bsp.deploy.labels import make_labels, write_labels
+    from tvm_bsp.deploy.targets import export_library, get_deploy_target
+
+    deploy = get_deploy_target(args.target)
+    deploy.check_compiler()  # fail before compiling: TVM_NDK_CC, cross gcc
+    if args.db is not None and not args.db.is_dir():
+        raise FileNotFoundError(f"--db {args.db}: no such tuning database directory")
+    from tvm_bsp.deploy.model_file import load_model_file
+
+    loaded = load_model_file(args.model)
+    bspc = _bspc_source(args.bspc, args.model)
+    import tvm_bsp
+
+    knobs = None if args.threads is None else {"threads": args.threads}
+    tuned = None if args.db is None else str(args.db)
+    record = make_labels(
+        loaded.labels, loaded.head, loaded.decode, target=deploy.name, source=str(args.model)
+    )
+    cm = tvm_bsp.compile_model(
+        loaded.module,
+        deploy.target_dict(),
+        bspc,
+        tuned,
+        knobs=knobs,
+        extra_meta={"labels": record},  # the .so alone is enough for the runner
+    )
+    so = export_library(cm.executable, deploy.name, output)
+    record["sparse"] = list(cm.meta.get("sparse", []))
+    return so, write_labels(so, record), cm
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    """Handler of ``tvm-bsp compile``."""
+    try:
+        so, sidecar, cm = compile_to(args, args.output)
+    except NotImplementedError as err:
+        return _fail("compile", str(err))
+    except RuntimeError as err:  # compiler / linker failures
+        return _fail("compile", str(err))
+    sparse = cm.meta.get("sparse", [])
+    print(
+        f"wrote {so} ({so.stat().st_size / 1024:.0f} KiB; {cm.meta['cell']} "
+        f"{cm.meta['layers']}x{cm.meta['hidden_size']}, "
+        f"{len(sparse)} BSPC weight(s){': ' + ', '.join(sparse) if sparse else ''}) "
+        f"and {sidecar}"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- deploy
+def _copy_atomic(src: Path, dest: Path) -> Path:
+    from tvm_bsp.deploy.files import atomic_output
+
+    with atomic_output(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest.absolute()
+
+
+def read_wav(path: Path) -> tuple[Any, int]:
+    """Read a 16-bit PCM WAV as an int16-range float array (channels averaged) and its rate."""
+    import wave
+
+    import numpy as np
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no WAV file at {path}")
+    try:
+        with wave.open(str(path), "rb") as w:
+            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
+            data = w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as err:
+        raise ValueError(f"{path} is not a PCM WAV file: {err}") from None
+    if width != 2:
+        raise ValueError(f"{path}: expected 16-bit samples, got {8 * width}-bit")
+    samples = np.frombuffer(data, "<i2").astype(np.float32).reshape(-1, channels).mean(1)
+    return samples, rate
+
+
+def wav_features(wav: Path, out_dir: Path) -> Path:
+    """MFCC-39 features of a 16 kHz WAV (as in training), saved as ``out_dir/<name>.npy``."""
+    import numpy as np
+
+    from tvm_bsp.bspc import atomic_write
+    from tvm_bsp.speech.features import SAMPLE_RATE, compute_features
+
+    samples, rate = read_wav(wav)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{wav}: sample rate {rate} Hz; the models use {SAMPLE_RATE} Hz")
+    if len(samples) < SAMPLE_RATE // 40:
+        raise ValueError(f"{wav}: too short for one 25 ms frame")
+    feats = compute_features(samples, "mfcc", rate)
+    dest = out_dir / f"{wav.stem}.npy"
+
+    def write(f: Any) -> None:
+        np.save(f, np.ascontiguousarray(feats, np.float32), allow_pickle=False)
+
+    atomic_write(dest, write)
+    return dest
+
+
+_DEVICE_FILES = (
+    "__init__.py",
+    "load.py",
+    "session.py",
+    "labels.py",
+    "decode.py",
+    "files.py",
+    "runner.py",
+)
+
+
+def _runtime_files() -> dict[str, Path]:
+    """The ``tvm_bsp`` files the runner needs on a device, ``{relative path: source}``."""
+    pkg = Path(__file__).resolve().parent
+    files = {"tvm_bsp/__init__.py": pkg / "__init__.py"}
+    files.update({f"tvm_bsp/deploy/{n}": pkg / "deploy" / n for n in _DEVICE_FILES})
+    return files
+
+
+def _runner_args(so: Path, feats: Path, utterance: bool) -> list[str]:
+    return [str(so), "--features", str(feats), *(["--utterance"] if utterance else [])]
+
+
+# The runner process runs as on a device: torch blocked (tvm_ffi imports it when installed,
+# which costs seconds; the runner never needs it), TVM's runtime library only.
+_RUNNER_BOOTSTRAP = (
+    "import runpy, sys; sys.modules['torch'] = None; "
+    "runpy.run_module('tvm_bsp.deploy.runner', run_name='__main__', alter_sys=True)"
+)
+
+
+def _run_here(so: Path, feats: Path, utterance: bool) -> int:
+    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1")
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-c", _RUNNER_BOOTSTRAP, *_runner_args(so, feats, utterance)]
+    sys.stdout.flush()
+    return subprocess.run(cmd, env=env, check=False).returncode
+
+
+_GUEST_RUNNER = """
+import runpy, sys
+sys.argv = ["tvm_bsp.deploy.runner", *sys.argv[1:]]
+runpy.run_module("tvm_bsp.deploy.runner", run_name="__main__")
+"""
+
+
+def _run_qemu(so: Path, feats: Path, utterance: bool) -> int:
+    from tvm_bsp.testing.aarch64 import run_in_arm64
+
+    files: dict[str, Any] = {"model.so": so, "feats.npy": feats, **_runtime_files()}
+    sidecar = so.with_name(so.name + ".json")
+    if sidecar.is_file():
+        files["model.so.json"] = sidecar
+    args = _runner_args(Path("model.so"), Path("feats.npy"), utterance)
+    res = run_in_arm64(_GUEST_RUNNER, files, args, timeout=900)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    return res.returncode
+
+
+def device_command(so: Path, feats: Path, utterance: bool, opencl: bool = False) -> str:
+    """The commands that run the runner on a device (files copied next to each other)."""
+    names = [so.name, so.name + ".json", feats.name]
+    device = ["--device", "opencl"] if opencl else []
+    runner = shlex.join(
+        ["python3", "-m", "tvm_bsp.deploy.runner", *_runner_args(Path(so.name), Path(feats.name),
+                                                                  utterance), *device]
+    )  # fmt: skip
+    return (
+        f"copy {' '.join(names)} and the tvm_bsp files {', '.join(sorted(_runtime_files()))} "
+        "to the device (it needs python3, numpy and the TVM runtime: pip install "
+        f"apache-tvm), then run there:\n  TVM_USE_RUNTIME_LIB=1 PYTHONPATH=. {runner}"
+    )
+
+
+def run_deploy(args: argparse.Namespace) -> int:
+    """Handler of ``tvm-bsp deploy``."""
+    from tvm_bsp.deploy.targets import get_deploy_target
+
+    try:
+        deploy = get_deploy_target(args.target)
+        out: Path = args.out
+        so = out / "model.so"
+        if args.model.suffix == ".so":
+            if not args.model.is_file():
+                raise FileNotFoundError(f"no compiled module at {args.model}")
+            _copy_atomic(args.model, so)
+            sidecar = args.model.with_name(args.model.name + ".json")
+            if sidecar.is_file():
+                _copy_atomic(sidecar, so.with_name(so.name + ".json"))
+            print(f"copied {args.model} to {so}")
+        else:
+            if args.features is not None and not args.features.is_file():
+                raise FileNotFoundError(f"no feature file at {args.features}")
+            if args.wav is not None and not args.wav.is_file():
+                raise FileNotFoundError(f"no WAV file at {args.wav}")
+            so, _, cm = compile_to(args, so)
+            print(f"wrote {so} ({len(cm.meta.get('sparse', []))} BSPC weights) and its sidecar")
+        feats = args.features
+        if args.wav is not None:
+            feats = wav_features(args.wav, out)
+            print(f"features of {args.wav}: {feats}")
+        elif feats is not None and not feats.is_file():
+            raise FileNotFoundError(f"no feature file at {feats}")
+    except (NotImplementedError, RuntimeError) as err:
+        return _fail("deploy", str(err))
+    if feats is None:
+        return 0
+    if deploy.runs_here:
+        return _run_here(so, feats, args.utterance)
+    if deploy.emulated_here:
+        print(f"running the {deploy.name} build under qemu-user (aarch64 emulator)")
+        try:
+            return _run_qemu(so, feats, args.utterance)
+        except subprocess.TimeoutExpired as err:
+            return _fail("deploy", f"the emulated runner did not finish in {err.timeout:.0f} s")
+        except RuntimeError as err:  # the emulator became unusable
+            return _fail("deploy", str(err))
+    command = device_command(so, feats, args.utterance, deploy.name.startswith("opencl"))
+    print(f"{deploy.name} does not run on this machine; {command}")
+    return 0

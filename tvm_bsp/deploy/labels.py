@@ -1,0 +1,146 @@
+"""The sidecar JSON next to an exported ``.so``: class names and how to decode the scores.
+
+``tvm-bsp compile ... -o model.so`` writes ``model.so.json`` (never ``model.json``, which is the
+config of a saved speech model)::
+
+    {"format": "tvm_bsp.deploy.labels", "version": 1,
+     "labels": ["aa", "ae", ...],        # one name per output class
+     "head": "framewise" | "ctc",        # decoding rule
+     "blank": null | 0,                  # CTC blank class
+     "decode": {"smooth": 7, "min_run": 4},
+     "frame_shift_ms": 10.0, "target": "arm64", "source": "OUT/model.pt"}
+
+Imports only the standard library (the runner uses it on the device).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+LABELS_FORMAT = "tvm_bsp.deploy.labels"
+LABELS_VERSION = 1
+#: Frame shift of the speech features (Kaldi default), for the real-time factor.
+FRAME_SHIFT_MS = 10.0
+
+
+def sidecar_path(so_path: str | os.PathLike[str]) -> Path:
+    """``model.so`` -> ``model.so.json``."""
+    so_path = Path(so_path)
+    return so_path.with_name(so_path.name + ".json")
+
+
+def make_labels(
+    labels: list[str],
+    head: str = "framewise",
+    decode: dict[str, int] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build a sidecar record (see the module docstring).
+
+    Parameters
+    ----------
+    labels : list of str
+        Class names in output order (for CTC, class 0 is the blank).
+    head : {"framewise", "ctc"}
+    decode : dict, optional
+        ``{"smooth": int, "min_run": int}`` for framewise heads (default: no smoothing).
+    **extra
+        JSON-able fields stored as they are (``target``, ``source``, ...).
+    """
+    if head not in ("framewise", "ctc"):
+        raise ValueError(f"head must be 'framewise' or 'ctc', got {head!r}")
+    decode = dict(decode or {"smooth": 1, "min_run": 1})
+    return {
+        "format": LABELS_FORMAT,
+        "version": LABELS_VERSION,
+        "labels": [str(x) for x in labels],
+        "head": head,
+        "blank": 0 if head == "ctc" else None,
+        "decode": {
+            "smooth": int(decode.get("smooth", 1)),
+            "min_run": int(decode.get("min_run", 1)),
+        },
+        "frame_shift_ms": FRAME_SHIFT_MS,
+        **extra,
+    }
+
+
+def write_labels(so_path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write the sidecar of ``so_path`` atomically; return its path."""
+    return write_json(sidecar_path(so_path), record)
+
+
+def write_json(path: str | os.PathLike[str], record: Any) -> Path:
+    """Write ``record`` as indented JSON to ``path`` atomically; return the absolute path."""
+    from tvm_bsp.deploy.files import atomic_output
+
+    dest = Path(path).absolute()
+    with atomic_output(dest) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return dest
+
+
+def read_labels(so_path: str | os.PathLike[str], classes: int) -> dict[str, Any]:
+    """Read the sidecar of ``so_path``, or a default one when there is none.
+
+    Parameters
+    ----------
+    so_path : path-like
+        The ``.so`` (its sidecar is :func:`sidecar_path`), or the sidecar itself (``.json``).
+    classes : int
+        The module's output size; the sidecar must name that many classes.
+
+    Returns
+    -------
+    dict
+        The record; without a sidecar: class numbers as names, plain framewise decoding.
+
+    Raises
+    ------
+    ValueError
+        If the sidecar is not valid JSON, not ours, or names another number of classes.
+    """
+    path = Path(so_path)
+    if path.suffix != ".json":
+        path = sidecar_path(path)
+    if not path.is_file():
+        return make_labels([str(i) for i in range(classes)])
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    return check_labels(record, classes, str(path))
+
+
+def check_labels(record: Any, classes: int, where: str) -> dict[str, Any]:
+    """Check a labels record (sidecar, or ``meta()["labels"]`` of a module).
+
+    Parameters
+    ----------
+    record : object
+        The parsed record.
+    classes : int
+        The module's output size.
+    where : str
+        Where the record came from, for the error message.
+
+    Returns
+    -------
+    dict
+        ``record``.
+
+    Raises
+    ------
+    ValueError
+        If it is not ours or names another number of classes than ``classes``.
+    """
+    if not isinstance(record, dict) or record.get("format") != LABELS_FORMAT:
+        raise ValueError(f"{where} is not a {LABELS_FORMAT} record")
+    labels = record.get("labels")
+    if not isinstance(labels, list) or len(labels) != classes:
+        count = len(labels) if isinstance(labels, list) else "no"
+        raise ValueError(f"{where} names {count} labels, the module has {classes} outputs")
+    return record

@@ -14,7 +14,7 @@ from tvm_bsp.demo import reference_gru_weights
 
 def test_demo_writes_a_size_table_matching_an_independent_recount(tmp_path, capsys):
     out = tmp_path / "demo.json"
-    assert main(["demo", "--rates", "10,80", "--json", str(out)]) == 0
+    assert main(["demo", "--sizes-only", "--rates", "10,80", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "| 3072x1024 | 80 |" in table
     records = json.loads(out.read_text())

@@ -1,6 +1,6 @@
-"""``tvm-bsp demo``: the project's main job on its embedded defaults.
+"""The size table of ``tvm-bsp demo`` (``--sizes-only``): BSPC vs CSR/BSR/dense bytes.
 
-Today it prunes the reference GRU's weight matrices (RTMobile: 2 GRU layers of 1024, input
+It prunes the reference GRU's weight matrices (RTMobile: 2 GRU layers of 1024, input
 39; torch's default initialisation, seeded) with BSP at the paper's rates, converts them to
 BSPC, and compares storage with scipy CSR/BSR and dense.
 """

@@ -1,0 +1,217 @@
+"""``tvm-bsp demo``: parser and driver (corpus -> GRU -> BSP -> TVM builds over RPC -> report).
+
+Exit codes: 0 success (arm64 skipped with a note when the emulator is not set up), 1 a
+failure with a message on stderr, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+_DEFAULT_SIZE_RATES = "10,19,29,43,80,103,153,245,301"
+
+
+def _rates(text: str) -> list[int]:
+    from tvm_bsp.prune import PAPER_SPLITS
+
+    try:
+        rates = [int(r) for r in text.split(",") if r]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rates must be integers, got {text!r}") from None
+    unknown = [r for r in rates if r not in PAPER_SPLITS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"no column/row split known for rates {unknown}; choose from {sorted(PAPER_SPLITS)}"
+        )
+    return rates
+
+
+def _rate(text: str) -> float:
+    from tvm_bsp.prune import PAPER_SPLITS
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate must be a number, got {text!r}") from None
+    if value not in PAPER_SPLITS:
+        raise argparse.ArgumentTypeError(
+            f"no column/row split known for rate {text}; choose from {sorted(PAPER_SPLITS)}"
+        )
+    return value
+
+
+def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``tvm-bsp demo`` on an ``add_subparsers()`` object; return its parser."""
+    p = subparsers.add_parser(
+        "demo",
+        help="the main job: corpus -> GRU -> BSP pruning -> TVM dense/BSPC builds for host and "
+        "arm64 run over RPC; PER and latency side by side",
+        description="Generate a small synthetic speech corpus, train a small GRU, BSP-prune it "
+        "(ADMM + masked retraining), compile dense and BSPC modules for the host and for arm64, "
+        "run all of them through local RPC servers (arm64: under qemu), and print PER and "
+        "per-frame latency side by side, plus the BSPC size table of RTMobile's reference GRU. "
+        "Corpus and models are cached under --work (a second run is faster).",
+    )
+    p.add_argument("--work", type=Path, default=Path(".cache/demo"), help="cache/work folder")
+    p.add_argument("--quick", action="store_true", help="tiny corpus and model (minutes)")
+    p.add_argument("--rate", type=_rate, default=None, help="BSP compression (default 10)")
+    p.add_argument("--no-arm64", action="store_true", help="skip the arm64 (qemu) builds")
+    p.add_argument("--json", type=Path, default=None, help="write one JSON record per build")
+    p.add_argument("--plot", type=Path, default=None, help="plot file (default WORK/demo.png)")
+    p.add_argument(
+        "--sizes-only",
+        action="store_true",
+        help="only the size table of the reference GRU (2x1024) at --rates (about 7 s)",
+    )
+    p.add_argument(
+        "--rates",
+        type=_rates,
+        default=None,
+        help=f"rates of the size table (default {_DEFAULT_SIZE_RATES} with --sizes-only, "
+        "10,80,301 otherwise)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the size table's weights")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a shared 2-core machine 2 threads ran 10-40x slower)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(handler=handle)
+    return p
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Handler of ``tvm-bsp demo``."""
+    from tvm_bsp.demo.sizes import run_demo as run_sizes
+
+    if args.sizes_only:
+        rates = args.rates or _rates(_DEFAULT_SIZE_RATES)
+        return run_sizes(rates, args.seed, args.json)
+    try:
+        return run_full(args)
+    except (RuntimeError, ConnectionError, TimeoutError) as err:
+        print(f"tvm-bsp demo: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _log(line: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
+
+
+def run_full(args: argparse.Namespace) -> int:
+    """The whole demo (module docstring); returns the exit code."""
+    from dataclasses import replace
+
+    import torch
+
+    from tvm_bsp.demo.models import dense_model, load_corpus, pruned_model
+    from tvm_bsp.demo.report import QEMU_NOTE, format_results, write_json, write_plot
+    from tvm_bsp.demo.settings import DemoSettings, quick_settings
+    from tvm_bsp.demo.sizes import format_size_table, size_table
+    from tvm_bsp.speech.train import evaluate_per
+
+    t_start = time.perf_counter()
+    settings = quick_settings() if args.quick else DemoSettings()
+    if args.rate is not None:
+        settings = replace(settings, rate=args.rate)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    work: Path = args.work.absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
+
+    data = load_corpus(work, settings, progress, _log)
+    dense = dense_model(work, settings, data, progress, _log)
+    pruned, bspc_dir, achieved = pruned_model(work, settings, dense, data, progress, _log)
+    test = data["test"]
+    decode = {"smooth": settings.smooth, "min_run": settings.min_run}
+    torch_per = {"dense": evaluate_per(dense, test, **decode)}
+    torch_per["bspc"] = evaluate_per(pruned, test, **decode)
+    _log(
+        f"torch PER on the test split: dense {torch_per['dense']:.2f}%, "
+        f"BSP {achieved:.1f}x {torch_per['bspc']:.2f}%"
+    )
+
+    builds = {"dense": (dense, None), "bspc": (pruned, bspc_dir)}
+    targets = [("host", False)]
+    note = None
+    if args.no_arm64:
+        note = "arm64 builds skipped (--no-arm64)"
+    else:
+        from tvm_bsp.testing.aarch64 import arm64_unavailable_reason, binfmt_registered
+
+        reason = arm64_unavailable_reason()
+        if reason is None and not binfmt_registered():
+            reason = "the RPC server under qemu needs qemu-aarch64 registered with binfmt_misc"
+        if reason is None:
+            targets.append(("arm64", True))
+        else:
+            note = f"arm64 builds skipped: {reason}"
+    if note:
+        _log(note)
+    results = _measure(targets, builds, test, work, settings, achieved)
+
+    print(f"\n## tvm-bsp demo: {settings.layers}x{settings.hidden} GRU, BSP {achieved:.1f}x")
+    print(
+        f"test split: {len(test)} utterances (held-out voices and words); PER through the "
+        "compiled modules over RPC; latency = one streaming frame (step, batch 1) timed on the "
+        "device\n"
+    )
+    print(format_results(results))
+    print(
+        f"\n(torch on the same split: dense {torch_per['dense']:.2f}%, "
+        f"BSP {torch_per['bspc']:.2f}%)"
+    )
+    if any(r.emulated for r in results):
+        print(f"\nNote: {QEMU_NOTE}")
+    if note:
+        print(f"\nNote: {note}")
+    rates = args.rates or [10, 80, 301]
+    print(f"\n## BSPC storage: RTMobile's reference GRU (2x1024, input 39) at {rates}\n")
+    print(format_size_table(size_table(rates, args.seed)))
+
+    plot = args.plot or work / "demo.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    write_plot(plot, results)
+    _log(f"wrote {plot}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json, results)
+        _log(f"wrote {args.json}")
+    _log(f"done in {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+def _measure(targets, builds, test, work: Path, settings, achieved: float) -> list:
+    from tvm_bsp.demo.builds import run_builds
+    from tvm_bsp.testing.rpc import local_rpc
+
+    results = []
+    out_dir = work / "builds"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for target, emulated in targets:
+        key = f"demo-{target}-{uuid.uuid4().hex[:8]}"
+        where = "in the aarch64 root under qemu" if emulated else "on 127.0.0.1"
+        _log(f"starting an RPC tracker + server {where} (key {key})")
+        with local_rpc(key, arm64=emulated) as endpoint:
+            results += run_builds(
+                target,
+                tuple(endpoint),
+                builds,
+                test,
+                out_dir,
+                smooth=settings.smooth,
+                min_run=settings.min_run,
+                rate=achieved,
+                emulated=emulated,
+                log=_log,
+            )
+    return results

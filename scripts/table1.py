@@ -7,6 +7,11 @@ with fixed masks and scores PER on the test (held-out voices and words), dev and
 Everything is checkpointed under ``--work``: a rerun skips finished rows and resumes the
 half-done one.
 
+``--json PATH`` writes the contract: a JSON list of records ``{"rate", "method", "per",
+"per_dense", "achieved_rate", "split"}`` (PER in percent). The full document (every record's
+details, the dense model's history, the settings, the wall time) goes beside it to
+``PATH`` with the suffix ``.details.json``; ``--markdown`` and ``--plot`` render from it.
+
 Examples
 --------
     python scripts/table1.py --json results/table1.json --plot results/table1.png \\
@@ -30,7 +35,8 @@ from tvm_bsp.speech.experiment import (
     with_overrides,
 )
 from tvm_bsp.speech.prune_run import METHODS
-from tvm_bsp.speech.table1_report import markdown_table, plot
+from tvm_bsp.speech.storage import atomic_write_text
+from tvm_bsp.speech.table1_report import contract_records, markdown_table, plot
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -69,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admm-epochs", type=int, default=None, help="ADMM units per row")
     p.add_argument("--retrain-epochs", type=int, default=None, help="retraining units per row")
     p.add_argument("--utts-per-epoch", type=int, default=None, help="utterances per unit")
+    p.add_argument(
+        "--gradual",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="chain the rates (each row starts from the previous rate's model)",
+    )
+    p.add_argument(
+        "--distill", type=float, default=None, help="distillation weight in [0, 1] (0: off)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
@@ -99,6 +114,12 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
             if value < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
             changes[f"prune_{name}"] = value
+    if args.gradual is not None:
+        changes["gradual"] = args.gradual
+    if args.distill is not None:
+        if not 0 <= args.distill <= 1:
+            raise ValueError(f"--distill must be in [0, 1], got {args.distill}")
+        changes["prune_distill_weight"] = args.distill
     config = with_overrides(config, **changes)
     bad = [m for m in config.methods if m not in METHODS]
     if bad:
@@ -110,6 +131,12 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     if bad or not config.rates:
         raise ValueError(f"rates must be numbers >= 1, got {list(config.rates)}")
     return config
+
+
+def details_path(json_path: str | Path) -> Path:
+    """The sidecar of ``--json PATH`` (``table1.json`` -> ``table1.details.json``)."""
+    path = Path(json_path)
+    return path.with_name(path.stem + ".details.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        path = Path(args.json_path)
+        atomic_write_text(path, json.dumps(contract_records(doc["records"]), indent=2) + "\n")
+        atomic_write_text(details_path(path), json.dumps(doc, indent=2) + "\n")
     if args.markdown:
-        Path(args.markdown).write_text(markdown_table(doc))
+        atomic_write_text(Path(args.markdown), markdown_table(doc))
     if args.plot:
         plot(doc, args.plot)
     print(markdown_table(doc))

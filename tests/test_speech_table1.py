@@ -97,3 +97,59 @@ def test_main_exit_codes(table1, capsys):
     with pytest.raises(SystemExit) as exc:
         table1.main(["--grid", "12"])
     assert exc.value.code == 2
+
+
+def test_contract_records_and_list_documents():
+    from tvm_bsp.speech.table1_report import CONTRACT_KEYS, as_document, contract_records
+
+    doc = _doc()
+    records = contract_records(doc["records"])
+    assert len(records) == len(doc["records"])
+    assert all(tuple(r) == CONTRACT_KEYS for r in records)
+    assert [r["per"] for r in records] == [r["per"] for r in doc["records"]]
+    full = as_document(records)
+    assert full["dense"]["per"] == {"test": 30.0, "dev": 28.0}
+    text = markdown_table(records)  # details missing: shown as "-"
+    assert "| 19 (achieved 19.2) | - | - | - | 31.50 | 1.50 | 0.60 |" in text.splitlines()
+    with pytest.raises(ValueError, match="lacks split"):
+        contract_records([{k: 1 for k in CONTRACT_KEYS if k != "split"}])
+    with pytest.raises(ValueError, match="records"):
+        as_document({"dense": {}})
+
+
+def test_main_writes_the_contract_list_and_the_details(table1, tmp_path, monkeypatch, capsys):
+    import json
+
+    from tvm_bsp.speech.experiment import RunSummary
+
+    doc = _doc()
+
+    def fake_run(work, config, **kw):
+        return RunSummary(records=doc["records"], dense=doc["dense"], wall_s=1.0)
+
+    monkeypatch.setattr(table1, "run_experiment", fake_run)
+    out = tmp_path / "res" / "t1.json"
+    md = tmp_path / "res" / "t1.md"
+    argv = ["--work", str(tmp_path / "w"), "--json", str(out), "--markdown", str(md)]
+    assert table1.main(argv) == 0
+    capsys.readouterr()
+    records = json.loads(out.read_text())
+    assert isinstance(records, list) and len(records) == len(doc["records"])
+    for rec, full in zip(records, doc["records"], strict=True):
+        assert set(rec) == {"rate", "method", "per", "per_dense", "achieved_rate", "split"}
+        assert rec["split"] in ("test", "dev", "real")
+        assert rec["method"] in ("bsp", "magnitude", "balanced")
+        assert {k: full[k] for k in rec} == rec
+    details = json.loads(table1.details_path(out).read_text())
+    assert details["records"] == doc["records"] and "config" in details
+    assert table1.details_path(out).name == "t1.details.json"
+    assert "| 19 (achieved 19.2) | 16 |" in md.read_text()
+
+
+def test_gradual_and_distill_arguments(table1):
+    parser = table1.build_parser()
+    config = table1.config_from_args(parser.parse_args(["--no-gradual", "--distill", "0.3"]))
+    assert config.gradual is False and config.prune.distill_weight == 0.3
+    assert table1.config_from_args(parser.parse_args(["--gradual"])).gradual is True
+    with pytest.raises(ValueError, match="distill"):
+        table1.config_from_args(parser.parse_args(["--distill", "1.5"]))

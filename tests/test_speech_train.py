@@ -278,6 +278,47 @@ def test_experiment_records_and_resume(tiny_corpus, tmp_path):
         run_experiment(work, other, corpus_dir=corpus, progress=False, echo=None)
 
 
+@needs_synth
+def test_gradual_rows_chain_in_ascending_order_and_resume(tiny_corpus, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from tvm_bsp.speech import experiment
+
+    corpus, _ = tiny_corpus
+    starts: dict[float, dict] = {}
+    real = experiment.prune_model
+
+    def spy(start, train, method, rate, *args, **kw):
+        starts[rate] = {k: v.clone() for k, v in start.state_dict().items()}
+        return real(start, train, method, rate, *args, **kw)
+
+    monkeypatch.setattr(experiment, "prune_model", spy)
+    config = replace(_tiny_experiment(rates=(29, 10), methods=("bsp",)), gradual=True)
+    work = tmp_path / "work"
+    experiment.run_experiment(work, config, corpus_dir=corpus, progress=False, echo=None)
+    rows = work / "rows"
+    assert json.loads((rows / "bsp-10" / "result.json").read_text())["start_from"] == "dense"
+    assert json.loads((rows / "bsp-29" / "result.json").read_text())["start_from"] == "bsp-10"
+    rates = [e["rate"] for e in _events(work) if e["kind"] == "prune_epoch"]
+    assert rates == [10, 10, 29, 29]  # ascending, whatever the order given
+    dense, _ = load_model(work / "dense" / "model.pt")
+    ten, _ = load_model(rows / "bsp-10" / "model.pt")
+    for key, value in dense.state_dict().items():
+        assert torch.equal(starts[10][key], value)
+        assert torch.equal(starts[29][key], ten.state_dict()[key])
+
+    # a half-done row resumes from its checkpoint, still chained
+    (rows / "bsp-29" / "result.json").unlink()
+    again = experiment.run_experiment(work, config, corpus_dir=corpus, progress=False, echo=None)
+    assert again.trained_epochs == 0
+    assert json.loads((rows / "bsp-29" / "result.json").read_text())["start_from"] == "bsp-10"
+
+    # another rate list would give bsp-29 another predecessor: refused
+    other = replace(config, rates=(29,))
+    with pytest.raises(ValueError, match="started from 'bsp-10'"):
+        experiment.run_experiment(work, other, corpus_dir=corpus, progress=False, echo=None)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -323,14 +364,26 @@ def test_cli_train_then_prune(tiny_corpus, tmp_path, capsys):
     pruned, _ = load_model(out / "model.pt")
     assert pruned.config.hidden == 16
 
+    # gradual step with distillation: prune the 19x model further, the dense one teaches
+    out29 = tmp_path / "pruned29"
+    step = ["prune", str(out / "model.pt"), "--rate", "29", "--grid", "6x4", "--distill", "0.5"]
+    assert _cli([*step, "--teacher", str(model), *tiny, "--out", str(out29), "--no-progress"]) == 0
+    capsys.readouterr()
+    result29 = json.loads((out29 / "result.json").read_text())
+    assert result29["settings"]["distill_weight"] == 0.5
+    assert abs(result29["achieved_rate"] - 29) / 29 < 0.05
+
     # errors: missing model -> 1, bad rate / unknown method -> 2, grid too fine -> 2
     out = tmp_path / "other"
     assert _cli(["prune", str(tmp_path / "nope.pt"), "--rate", "10", "--out", str(out)]) == 1
     assert _cli(["prune", str(model), "--rate", "0.5", "--out", str(out)]) == 2
     assert _cli(["prune", str(model), "--rate", "10", "--method", "x", "--out", str(out)]) == 2
     assert _cli(["prune", str(model), "--rate", "10", "--grid", "999x4", "--out", str(out)]) == 2
+    assert _cli(["prune", str(model), "--rate", "10", "--distill", "2", "--out", str(out)]) == 2
+    missing = str(tmp_path / "none.pt")
+    assert _cli(["prune", str(model), "--rate", "10", "--teacher", missing, "--out", str(out)]) == 1
     err = capsys.readouterr().err
-    assert "not found" in err and "999" in err
+    assert "not found" in err and "999" in err and "--distill" in err and "teacher" in err
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm", "kaldi_gru"])
@@ -378,10 +431,15 @@ def test_table1_script_quick(tmp_path):
     out = tmp_path / "t.json"
     argv = ["--quick", "--work", str(tmp_path / "w"), "--json", str(out), "--no-progress"]
     assert module.main([*argv, "--splits", "test"]) == 0
-    doc = json.loads(out.read_text())
-    assert {(r["method"], r["rate"]) for r in doc["records"]} == {
+    records = json.loads(out.read_text())
+    assert isinstance(records, list)
+    assert {(r["method"], r["rate"]) for r in records} == {
         (m, r) for m in ("bsp", "magnitude", "balanced") for r in (10, 29)
     }
+    for rec in records:
+        assert set(rec) == {"rate", "method", "per", "per_dense", "achieved_rate", "split"}
+    details = json.loads((tmp_path / "t.details.json").read_text())
+    assert details["records"][0]["per"] == records[0]["per"]
 
 
 @pytest.mark.parametrize("rate", [10, 19, 29, 43, 80, 103])

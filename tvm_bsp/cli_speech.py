@@ -8,6 +8,8 @@
     ADMM-prune and retrain the GRU matrices of a saved model (resumable from ``DIR/admm``),
     save ``DIR/model.pt``, export BSPC files to ``DIR/bspc`` (BSP only: the other methods'
     masks are not block-structured), write ``DIR/result.json``, print PER and achieved rate.
+    ``--distill 0.7`` adds knowledge distillation from ``--teacher`` (default: the input
+    model); gradual pruning is ``tvm-bsp prune bsp10/model.pt --rate 19 --teacher model.pt``.
 
 Exit codes: 0 success, 1 a failure (message on stderr), 2 bad usage. Heavy imports (torch)
 happen inside the handlers, so registering the parsers is cheap.
@@ -132,6 +134,19 @@ def add_prune_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="utterances per unit (default 350; 0: the whole training split)",
     )
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
+    p.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="distillation weight in [0, 1]: loss = (1-w) CE + w KD from the teacher (default 0)",
+    )
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="distillation teacher model (default: MODEL; give the dense model when MODEL is "
+        "already pruned at a lower rate, for gradual pruning)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
     _add_corpus_args(p, "default: the one the model was trained on")
     p.set_defaults(handler=run_prune)
@@ -229,6 +244,14 @@ def run_prune(args: argparse.Namespace) -> int:
         return _fail("prune", str(err), 1)
     except ValueError as err:
         return _fail("prune", str(err), 1)
+    if not 0 <= args.distill <= 1:
+        return _fail("prune", f"--distill must be in [0, 1], got {args.distill}", 2)
+    teacher = None
+    if args.teacher is not None:
+        try:
+            teacher, _ = load_model(args.teacher)
+        except (FileNotFoundError, ValueError) as err:
+            return _fail("prune", f"teacher: {err}", 1)
     grid = {} if args.grid is None else {"row_blocks": args.grid[0], "col_blocks": args.grid[1]}
     settings = PruneSettings(
         **grid,
@@ -237,6 +260,7 @@ def run_prune(args: argparse.Namespace) -> int:
         retrain_epochs=args.retrain_epochs,
         utts_per_epoch=args.utts_per_epoch,
         lr=args.lr,
+        distill_weight=args.distill,
     )
     try:
         specs = prune_config(dense, args.method, args.rate, settings)
@@ -268,6 +292,7 @@ def run_prune(args: argparse.Namespace) -> int:
             settings,
             checkpoint_dir=out / "admm",
             progress=not args.no_progress,
+            teacher=teacher,
         )
         per = {s: evaluate_per(result.model, data[s], **decode) for s in ("dev", "test") if data[s]}
         bspc = None

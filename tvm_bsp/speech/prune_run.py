@@ -52,7 +52,7 @@ from tvm_bsp.prune import (
     admm_prune,
 )
 from tvm_bsp.speech.model import AcousticModel
-from tvm_bsp.speech.train import UtteranceLike, train_epoch
+from tvm_bsp.speech.train import UtteranceLike, distilled_loss_fn, train_epoch
 
 METHODS = ("bsp", "magnitude", "balanced")
 
@@ -94,6 +94,14 @@ class PruneSettings:
         ``None``: every matrix at ``rate``.
     input_share : float
     seed : int
+    distill_weight : float
+        Knowledge distillation from the teacher (the dense model): every batch loss is
+        ``(1 - w) * cross-entropy + w * KD`` (:func:`~tvm_bsp.speech.train.distilled_loss_fn`),
+        in the ADMM and the retraining phase. 0 (default): the task loss only.
+    distill_temperature : float
+        Softening temperature of the distillation term.
+    max_rho : float
+        Cap of the geometric ``rho`` schedule.
     """
 
     row_blocks: int = 24
@@ -111,6 +119,9 @@ class PruneSettings:
     input_rate_power: float | None = 0.5
     input_share: float = 0.3
     seed: int = 0
+    distill_weight: float = 0.0
+    distill_temperature: float = 2.0
+    max_rho: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dictionary."""
@@ -277,13 +288,15 @@ def prune_model(
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], Any] | None = None,
+    teacher: AcousticModel | None = None,
 ) -> PruneOutcome:
     """ADMM-prune and retrain a copy of ``dense`` (module docstring).
 
     Parameters
     ----------
     dense : AcousticModel
-        The trained dense model (not modified).
+        The trained model to start from (not modified): the dense model, or for gradual
+        pruning a model pruned at a lower rate.
     train : sequence of utterances
         Training data.
     method : {"bsp", "magnitude", "balanced"}
@@ -296,16 +309,26 @@ def prune_model(
         Progress bars.
     log : callable, optional
         Receives one line per unit.
+    teacher : AcousticModel, optional
+        Teacher of the distillation term (``settings.distill_weight > 0``); default ``dense``.
 
     Returns
     -------
     PruneOutcome
     """
     model = copy.deepcopy(dense)
+    loss_fn = None
+    if settings.distill_weight > 0:
+        loss_fn = distilled_loss_fn(
+            teacher if teacher is not None else copy.deepcopy(dense),
+            settings.distill_weight,
+            settings.distill_temperature,
+        )
     config = prune_config(model, method, rate, settings)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     pruner = BSPPruner(
-        rho=settings.rho, rho_schedule=RhoSchedule(factor=settings.rho_factor, max_rho=10.0)
+        rho=settings.rho,
+        rho_schedule=RhoSchedule(factor=settings.rho_factor, max_rho=settings.max_rho),
     )
     counter = {"epochs": 0}
 
@@ -332,6 +355,7 @@ def prune_model(
             extra_loss_fn=extra if ctx.phase == "admm" else None,
             progress=progress,
             desc=f"{method} {rate:g}x {ctx.phase} {ctx.phase_epoch + 1}",
+            loss_fn=loss_fn,
         )
         counter["epochs"] += 1
         if log is not None:

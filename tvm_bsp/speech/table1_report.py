@@ -1,7 +1,9 @@
 """Render the Table I results: a Markdown table in RTMobile's form and a PER-vs-rate plot.
 
 Both read the JSON document of :meth:`tvm_bsp.speech.experiment.RunSummary.to_json`
-(``{"records": [...], "dense": {...}, "config": {...}}``).
+(``{"records": [...], "dense": {...}, "config": {...}}``, the ``.details.json`` sidecar of
+``scripts/table1.py --json``) or the plain contract list of records that ``--json`` writes
+(then the columns that need the details, such as kept parameters, show ``-``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,49 @@ PAPER_PER_LOSS: dict[int, float] = {
 METHOD_NAMES = {"bsp": "BSP", "balanced": "ESE balanced", "magnitude": "magnitude"}
 
 
-def _kept(n: float) -> str:
+CONTRACT_KEYS = ("rate", "method", "per", "per_dense", "achieved_rate", "split")
+"""The fields of a ``scripts/table1.py --json`` record (issue 5's contract)."""
+
+
+def contract_records(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The contract fields of every record (:data:`CONTRACT_KEYS`), in the same order.
+
+    Raises
+    ------
+    ValueError
+        If a record lacks one of the fields.
+    """
+    out = []
+    for i, rec in enumerate(records):
+        missing = [k for k in CONTRACT_KEYS if k not in rec]
+        if missing:
+            raise ValueError(f"record {i} lacks {', '.join(missing)}")
+        out.append({k: rec[k] for k in CONTRACT_KEYS})
+    return out
+
+
+def as_document(doc: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A full results document from either form (a contract list gets its dense PER back).
+
+    Raises
+    ------
+    ValueError
+        If ``doc`` is neither a document with ``records`` and ``dense`` nor a list of records.
+    """
+    if isinstance(doc, Mapping):
+        if "records" not in doc or "dense" not in doc:
+            raise ValueError("a results document needs 'records' and 'dense'")
+        return dict(doc)
+    if isinstance(doc, str | bytes) or not isinstance(doc, Sequence):
+        raise ValueError(f"expected a results document or a list of records, got {type(doc)}")
+    records = contract_records(doc)
+    dense = {r["split"]: r["per_dense"] for r in records}
+    return {"records": records, "dense": {"per": dense}, "config": {}}
+
+
+def _kept(n: float | None) -> str:
+    if n is None:
+        return "-"
     if n >= 1e6:
         return f"{n / 1e6:.2f}M"
     if n >= 1e3:
@@ -50,8 +94,22 @@ def _schedule(config: Mapping[str, Any]) -> str:
     if not prune:
         return ""
     per_row = (prune["admm_epochs"] + prune["retrain_epochs"]) * prune["utts_per_epoch"]
+    start = (
+        "Gradual pruning: the rates of each method run in ascending order and every row "
+        "starts from the previous rate's pruned model (the first from the dense model); each "
+        "row gets"
+        if config.get("gradual")
+        else "Every row starts from the dense model:"
+    )
+    kd = prune.get("distill_weight") or 0
+    distill = (
+        f" Loss: {1 - kd:g} x cross-entropy + {kd:g} x distillation from the dense model "
+        f"(KL of frame posteriors, temperature {prune.get('distill_temperature', 2.0):g})."
+        if kd > 0
+        else ""
+    )
     return (
-        f"Every row starts from the dense model: {prune['admm_epochs']} ADMM units + "
+        f"{start} {prune['admm_epochs']} ADMM units + "
         f"{prune['retrain_epochs']} masked-retraining units of {prune['utts_per_epoch']} "
         f"utterances ({per_row} utterances in all; the dense model saw "
         f"{config.get('dense_epochs', '?')} x {config.get('n_train', '?')}). BSP grid "
@@ -65,26 +123,28 @@ def _schedule(config: Mapping[str, Any]) -> str:
             if prune.get("input_rate_power") is not None
             else ""
         )
+        + distill
     )
 
 
-def markdown_table(doc: Mapping[str, Any]) -> str:
+def markdown_table(doc: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> str:
     """Markdown: Table I (BSP, test split), comparison rows, and every split.
 
     Parameters
     ----------
-    doc : mapping
-        The results document.
+    doc : mapping or list
+        The results document, or the contract list of records (:func:`as_document`).
 
     Returns
     -------
     str
     """
+    doc = as_document(doc)
     records = doc["records"]
     dense = doc["dense"]
     config = doc.get("config", {})
     model = config.get("model", {})
-    total = dense.get("params", 0)
+    total = dense.get("params")
     splits = _splits(records) or ["test"]
     main = "test" if "test" in splits else splits[0]
     d_per = dense["per"][main]
@@ -106,9 +166,11 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
     for r in _rows(records, "bsp", main):
         paper = PAPER_PER_LOSS.get(round(r["rate"]))
         row_rate = r.get("effective_row_rate") or r.get("row_rate")
+        col = "-" if r.get("col_rate") is None else f"{r['col_rate']:g}"
+        row = "-" if row_rate is None else f"{row_rate:.2f}"
         lines.append(
-            f"| {r['rate']:g} (achieved {r['achieved_rate']:.1f}) | {r['col_rate']:g} | "
-            f"{row_rate:.2f} | {_kept(r['kept'])} | {r['per']:.2f} | "
+            f"| {r['rate']:g} (achieved {r['achieved_rate']:.1f}) | {col} | "
+            f"{row} | {_kept(r.get('kept'))} | {r['per']:.2f} | "
             f"{r['per'] - r['per_dense']:.2f} | {'' if paper is None else f'{paper:.2f}'} |"
         )
     others = [m for m in ("balanced", "magnitude") if _rows(records, m, main)]
@@ -124,7 +186,7 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
             for r in _rows(records, method, main):
                 lines.append(
                     f"| {METHOD_NAMES.get(method, method)} | {r['achieved_rate']:.1f} | "
-                    f"{_kept(r['kept'])} | {r['per']:.2f} | {r['per'] - r['per_dense']:.2f} |"
+                    f"{_kept(r.get('kept'))} | {r['per']:.2f} | {r['per'] - r['per_dense']:.2f} |"
                 )
     lines += ["", "### PER (%) on every split", ""]
     head = "| method | rate | " + " | ".join(f"{s} PER | {s} loss" for s in splits) + " |"
@@ -152,13 +214,14 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(doc: Mapping[str, Any], path: str | os.PathLike) -> None:
+def plot(doc: Mapping[str, Any] | Sequence[Mapping[str, Any]], path: str | os.PathLike) -> None:
     """PER vs compression (log axis), one line per method, the dense PER dashed; per split."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    doc = as_document(doc)
     records = doc["records"]
     splits = _splits(records) or ["test"]
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 3.8), squeeze=False)

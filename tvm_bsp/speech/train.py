@@ -118,7 +118,10 @@ def collate(utts: Sequence[UtteranceLike], indices: Sequence[int]) -> Batch:
 
 def batch_loss(model: AcousticModel, batch: Batch) -> torch.Tensor:
     """Mean loss of a batch: frame cross-entropy, or CTC (phone ``k`` is class ``k + 1``)."""
-    scores = model(batch.x)
+    return _task_loss(model, model(batch.x), batch)
+
+
+def _task_loss(model: AcousticModel, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
     if model.config.head == "framewise":
         return F.cross_entropy(
             scores.reshape(-1, scores.shape[-1]),
@@ -136,6 +139,84 @@ def batch_loss(model: AcousticModel, batch: Batch) -> torch.Tensor:
     )
 
 
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    frame_labels: torch.Tensor,
+    temperature: float = 2.0,
+) -> torch.Tensor:
+    """Mean KL divergence between teacher and student frame posteriors (Hinton et al. 2015).
+
+    ``T**2 * KL(softmax(teacher / T) || softmax(student / T))`` averaged over the frames whose
+    label is not :data:`IGNORE` (the padding), so that its gradient scale matches the
+    cross-entropy's at any temperature.
+
+    Parameters
+    ----------
+    student, teacher : torch.Tensor, shape (T, B, C)
+        Scores (logits); the teacher's are treated as constants.
+    frame_labels : torch.Tensor, shape (T, B)
+        Frame labels with :data:`IGNORE` on padding (only the padding pattern is used).
+    temperature : float
+        Softening temperature ``T > 0``.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss (0 when no frame is valid).
+    """
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite positive number, got {temperature}")
+    if student.shape != teacher.shape:
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)}")
+    valid = (frame_labels != IGNORE).reshape(-1)
+    s = (student.reshape(-1, student.shape[-1])[valid] / temperature).log_softmax(-1)
+    t = (teacher.detach().reshape(-1, teacher.shape[-1])[valid] / temperature).log_softmax(-1)
+    if s.shape[0] == 0:
+        return student.sum() * 0.0
+    kl = (t.exp() * (t - s)).sum(-1).mean()
+    return kl * temperature**2
+
+
+def distilled_loss_fn(
+    teacher: AcousticModel, weight: float, temperature: float = 2.0
+) -> Callable[[AcousticModel, Batch], torch.Tensor]:
+    """A ``loss_fn`` for :func:`train_epoch`: ``(1 - weight) * task loss + weight * KD``.
+
+    Parameters
+    ----------
+    teacher : AcousticModel
+        The (dense) teacher, evaluated without gradients in eval mode; a framewise model with
+        the student's classes.
+    weight : float
+        Share of the distillation term, in ``[0, 1]``.
+    temperature : float
+        :func:`distillation_loss` temperature.
+
+    Returns
+    -------
+    callable
+        ``loss_fn(model, batch) -> scalar tensor``.
+    """
+    if not 0 <= weight <= 1:
+        raise ValueError(f"distillation weight must be in [0, 1], got {weight}")
+    if teacher.config.head != "framewise":
+        raise ValueError("distillation needs a framewise teacher (frame posteriors)")
+    teacher.eval()
+
+    def loss_fn(model: AcousticModel, batch: Batch) -> torch.Tensor:
+        scores = model(batch.x)
+        task = _task_loss(model, scores, batch)
+        if weight == 0:
+            return task
+        with torch.no_grad():
+            target = teacher(batch.x)
+        kd = distillation_loss(scores, target, batch.frame_labels, temperature)
+        return (1 - weight) * task + weight * kd
+
+    return loss_fn
+
+
 def train_epoch(
     model: AcousticModel,
     utts: Sequence[UtteranceLike],
@@ -149,6 +230,7 @@ def train_epoch(
     after_step: Callable[[], Any] | None = None,
     progress: bool = True,
     desc: str = "train",
+    loss_fn: Callable[[AcousticModel, Batch], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Train one epoch; batch order is drawn from ``(seed, epoch)`` so reruns are identical.
 
@@ -171,6 +253,9 @@ def train_epoch(
         Show a tqdm bar.
     desc : str
         Its label.
+    loss_fn : callable, optional
+        ``loss_fn(model, batch)`` replacing :func:`batch_loss` (e.g.
+        :func:`distilled_loss_fn`); the reported loss is then its value.
 
     Returns
     -------
@@ -183,7 +268,7 @@ def train_epoch(
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress, unit="batch")
     for idx in bar:
         batch = collate(utts, idx)
-        loss = batch_loss(model, batch)
+        loss = batch_loss(model, batch) if loss_fn is None else loss_fn(model, batch)
         full = loss + extra_loss_fn() if extra_loss_fn is not None else loss
         optimizer.zero_grad()
         full.backward()
@@ -214,38 +299,10 @@ def remove_short_runs(labels: Sequence[int], min_run: int) -> list[int]:
         neighbouring runs (the left one on ties); a sequence made only of short runs is
         returned unchanged.
     """
-    labels = [int(v) for v in labels]
-    if min_run <= 1 or not labels:
-        return labels
-    runs: list[list[int]] = []  # [label, length]
-    for v in labels:
-        if runs and runs[-1][0] == v:
-            runs[-1][1] += 1
-        else:
-            runs.append([v, 1])
-    if all(n < min_run for _, n in runs):
-        return labels
-    changed = True
-    while changed:
-        changed = False
-        for i, (_, n) in enumerate(runs):
-            if n >= min_run:
-                continue
-            left = runs[i - 1][1] if i > 0 else -1
-            right = runs[i + 1][1] if i + 1 < len(runs) else -1
-            target = i - 1 if left >= right else i + 1
-            runs[target][1] += n
-            del runs[i]
-            merged: list[list[int]] = []
-            for r in runs:
-                if merged and merged[-1][0] == r[0]:
-                    merged[-1][1] += r[1]
-                else:
-                    merged.append(r)
-            runs = merged
-            changed = True
-            break
-    return [v for v, n in runs for _ in range(n)]
+    from tvm_bsp.deploy.decode import remove_short_runs as runtime_remove_short_runs
+
+    # one implementation: the runtime-only runner on a device decodes with the same code
+    return runtime_remove_short_runs(labels, min_run)
 
 
 def smoothed_framewise_decode(scores: Any, smooth: int = 5, min_run: int = 3) -> list[int]:

@@ -5,7 +5,8 @@ Generates (or reuses) the corpus, trains a dense GRU acoustic model, prunes it w
 each rate with BSP (RTMobile's column/row splits), ESE-balanced and magnitude pruning, retrains
 with fixed masks and scores PER on the test (held-out voices and words), dev and real splits.
 Everything is checkpointed under ``--work``: a rerun skips finished rows and resumes the
-half-done one.
+half-done one. After dense training the chains of the three methods run in ``--jobs``
+processes (default: one per method).
 
 ``--json PATH`` writes the contract: a JSON list of records ``{"rate", "method", "per",
 "per_dense", "achieved_rate", "split"}`` (PER in percent). The full document (every record's
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--distill", type=float, default=None, help="distillation weight in [0, 1] (0: off)"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=len(METHODS),
+        help="processes for the method chains after dense training, one torch thread each "
+        f"(default {len(METHODS)}: one per method; on 2 cores three chains of equal length "
+        "finish sooner shared than two at a time)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument(
         "--report-only", action="store_true", help="train nothing; report the finished rows"
@@ -150,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TypeError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.jobs < 1:
+        print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
+        return 2
     t0 = time.time()
     try:
         summary = run_experiment(
@@ -158,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             corpus_dir=args.corpus,
             progress=not args.no_progress,
             report_only=args.report_only,
+            jobs=args.jobs,
         )
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -277,6 +277,24 @@ def test_experiment_records_and_resume(tiny_corpus, tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         run_experiment(work, other, corpus_dir=corpus, progress=False, echo=None)
 
+    # another BSP grid: the finished bsp row is refused by name, the magnitude row is not;
+    # once the bsp rows are deleted only they are trained again
+    from dataclasses import replace
+
+    regrid = replace(config, prune=replace(config.prune, row_blocks=2 * config.prune.row_blocks))
+    with pytest.raises(ValueError, match=r"bsp-10 was pruned with other settings \(row_blocks"):
+        run_experiment(work, regrid, corpus_dir=corpus, progress=False, echo=None)
+    import shutil
+
+    shutil.rmtree(work / "rows" / "bsp-10")
+    fourth = run_experiment(work, regrid, corpus_dir=corpus, progress=False, echo=None)
+    assert fourth.trained_epochs == 2  # the bsp row's ADMM + retrain units only
+    assert fourth.skipped_rows == ["magnitude-10"]
+    bsp_rows = [r for r in fourth.records if r["method"] == "bsp"]
+    assert {g[0] for r in bsp_rows for g in r["grid"].values()} == {2 * config.prune.row_blocks}
+    magnitude = [r["per"] for r in fourth.records if r["method"] == "magnitude"]
+    assert magnitude == [r["per"] for r in second.records if r["method"] == "magnitude"]
+
 
 @needs_synth
 def test_gradual_rows_chain_in_ascending_order_and_resume(tiny_corpus, tmp_path, monkeypatch):
@@ -317,6 +335,112 @@ def test_gradual_rows_chain_in_ascending_order_and_resume(tiny_corpus, tmp_path,
     other = replace(config, rates=(29,))
     with pytest.raises(ValueError, match="started from 'bsp-10'"):
         experiment.run_experiment(work, other, corpus_dir=corpus, progress=False, echo=None)
+
+
+@needs_synth
+def test_parallel_chains_give_the_records_of_one_process(tiny_corpus, tmp_path):
+    """jobs=2 runs the bsp and magnitude chains in worker processes: the same rows, bit for
+    bit, as one process; a rerun then trains nothing and reports every row as found."""
+    from tvm_bsp.speech.experiment import run_experiment
+
+    corpus, _ = tiny_corpus
+    config = _tiny_experiment(rates=(10, 29))
+    serial = run_experiment(tmp_path / "one", config, corpus_dir=corpus, progress=False, echo=None)
+    parallel = run_experiment(
+        tmp_path / "two", config, corpus_dir=corpus, progress=False, echo=None, jobs=2
+    )
+    assert parallel.trained_epochs == serial.trained_epochs == 1 + 4 * 2
+    assert parallel.skipped_rows == []
+    keys = ("rate", "method", "split", "per", "achieved_rate", "kept")
+    assert [{k: r[k] for k in keys} for r in parallel.records] == [
+        {k: r[k] for k in keys} for r in serial.records
+    ]
+    log = (tmp_path / "two" / "log.txt").read_text()
+    assert "running the chains of bsp, magnitude in 2 processes" in log
+    assert log.count("achieved") == 4  # every row trained once, by a worker
+    again = run_experiment(
+        tmp_path / "two", config, corpus_dir=corpus, progress=False, echo=None, jobs=2
+    )
+    assert again.trained_epochs == 0
+    assert sorted(again.skipped_rows) == ["bsp-10", "bsp-29", "magnitude-10", "magnitude-29"]
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+        run_experiment(tmp_path / "two", config, corpus_dir=corpus, echo=None, jobs=0)
+
+
+_LONG_CHAINS = """
+import sys
+from dataclasses import replace
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_speech_train import _tiny_experiment
+from tvm_bsp.speech.experiment import run_experiment
+config = _tiny_experiment(rates=(10, 29))
+config = replace(config, prune=replace(config.prune, retrain_epochs=400))
+run_experiment({work!r}, config, corpus_dir={corpus!r}, progress=False, echo=None, jobs=2)
+"""
+
+
+def _wait_for(path: Path, text: str, timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} did not appear in {path} within {timeout} s")
+
+
+@needs_synth
+def test_parallel_workers_die_with_their_parent(tiny_corpus, tmp_path):
+    """Chains of 400 units each (minutes): killing the parent with SIGKILL takes the workers
+    with it instead of leaving them training in the work directory."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    corpus, _ = tiny_corpus
+    work = tmp_path / "work"
+    code = _LONG_CHAINS.format(tests=str(Path(__file__).parent), work=str(work), corpus=str(corpus))
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        _wait_for(work / "log.txt", "admm 1:", timeout=240)  # a worker is training
+        workers = psutil.Process(parent.pid).children(recursive=True)
+        assert workers
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=20)
+        assert not alive, f"workers outlived their parent: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert not (work / "rows" / "bsp-29" / "result.json").exists()
+
+
+@needs_synth
+def test_a_failing_chain_stops_the_others(tiny_corpus, tmp_path):
+    """The balanced chain fails at once (its finished 10x row was pruned with other groups);
+    the bsp chain (400 units, minutes) is stopped and the error reaches the caller."""
+    import time
+    from dataclasses import replace
+
+    from tvm_bsp.speech.experiment import run_experiment
+
+    corpus, _ = tiny_corpus
+    work = tmp_path / "work"
+    config = _tiny_experiment(rates=(10, 29), methods=("bsp", "balanced"))
+    config = replace(config, prune=replace(config.prune, retrain_epochs=400))
+    row = work / "rows" / "balanced-10" / "result.json"
+    row.parent.mkdir(parents=True)
+    other = {"method": "balanced", "rate": 10, "start_from": "dense", "per": {}}
+    row.write_text(json.dumps({**other, "prune": {"balanced_groups": 99}}))
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match=r"balanced-10 was pruned with other settings"):
+        run_experiment(work, config, corpus_dir=corpus, progress=False, echo=None, jobs=2)
+    assert time.monotonic() - t0 < 120  # the bsp chain alone needs several minutes
+    assert not (work / "rows" / "bsp-10" / "result.json").exists()
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -2,7 +2,8 @@
 
 For each compression rate of RTMobile's Table II (BSP masks from ``bsp_mask_at_rate`` with the
 column rate of ``PAPER_SPLITS``, grids 96 x 16 for the 3072 x 1024 matrices and 96 x 4 for the
-3072 x 39 one), the reference model is compiled with :func:`tvm_bsp.compile_model` and timed
+3072 x 39 one; ``--grid 96x16,384x16`` times several grids side by side, records carry
+``grid``), the reference model is compiled with :func:`tvm_bsp.compile_model` and timed
 
 ``stream``     frame by frame: ``step(x_t, state)`` per frame, state fed back (per-frame cost
                of a streaming recognizer, call overhead included);
@@ -19,7 +20,7 @@ stalls every barrier of the parallel time loops.
 
 Usage::
 
-    tvm-bsp bench gru [--quick] [--json results/bench_gru.json]
+    tvm-bsp bench gru [--quick] [--rates 1,10] [--grid 96x16[,384x16]] [--json PATH]
     python scripts/bench_gru.py [--quick] [--json results/bench_gru.json]
 """
 
@@ -69,6 +70,32 @@ PAPER_CPU_US = {
 MODEL = "gru-2x1024-in39"
 INPUT, HIDDEN, LAYERS = 39, 1024, 2
 GRIDS = {(3 * HIDDEN, HIDDEN): (96, 16), (3 * HIDDEN, INPUT): (96, 4)}
+
+
+def grids_for(row_blocks: int, col_blocks: int) -> dict[tuple[int, int], tuple[int, int]]:
+    """The per-shape grids of the reference model for a ``ROWSxCOLS`` grid of its H-wide
+    matrices (the 39-column input matrix keeps 4 column stripes)."""
+    return {(3 * HIDDEN, HIDDEN): (row_blocks, col_blocks), (3 * HIDDEN, INPUT): (row_blocks, 4)}
+
+
+def parse_grid_list(text: str) -> list[tuple[int, int]]:
+    """``"96x16,384x16"`` -> ``[(96, 16), (384, 16)]``; a clear error for anything else."""
+    grids = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        try:
+            rb, cb = (int(v) for v in parts)
+        except ValueError:
+            raise ValueError(f"grid {item.strip()!r} is not ROWSxCOLS (e.g. 96x16)") from None
+        if not (1 <= rb <= 3 * HIDDEN and 1 <= cb <= INPUT):
+            raise ValueError(
+                f"grid {rb}x{cb}: rows must be in [1, {3 * HIDDEN}] and columns in [1, {INPUT}] "
+                "(the input matrix has 39 columns)"
+            )
+        grids.append((rb, cb))
+    if len(set(grids)) != len(grids):
+        raise ValueError(f"grid list {text!r} repeats a grid")
+    return grids
 
 
 def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
@@ -295,8 +322,14 @@ def check(cm, model, T: int) -> float:
     return float(np.abs(cm.forward(x)[0] - ref).max())
 
 
-def run(rates, T: int, repeat: int, threads: int, grids: dict) -> tuple[list[dict], dict]:
+def run(
+    rates, T: int, repeat: int, threads: int, grids: dict | list[dict], peers: bool = True
+) -> tuple[list[dict], dict]:
     """Measure everything; returns ``(records, notes)``.
+
+    ``grids`` is one per-shape grid mapping (:func:`grids_for`) or a list of them: every
+    BSPC rate is then built and timed once per grid (records carry ``grid``, ``"RxC"`` of
+    the H-wide matrices), the dense build once.
 
     Our builds are timed first, and torch keeps one thread until its own turn: OpenMP and
     ONNX Runtime workers spin after their work and would steal the cores from TVM's pool.
@@ -320,12 +353,16 @@ def run(rates, T: int, repeat: int, threads: int, grids: dict) -> tuple[list[dic
             {"model": MODEL, "mode": mode, "rate": rate, "impl": impl, "us_per_frame": us, **extra}
         )
 
-    for rate in rates:
-        if rate == 1:
-            pmodel, impl, achieved, kwargs = model, "tvm_dense", 1.0, {}
+    grid_list = grids if isinstance(grids, list) else [grids]
+    builds = [(rate, None) for rate in rates if rate == 1]
+    builds += [(rate, g) for rate in rates if rate != 1 for g in grid_list]
+    for rate, grid in builds:
+        if grid is None:
+            pmodel, impl, achieved, kwargs, label = model, "tvm_dense", 1.0, {}, {}
         else:
-            pmodel, masks, by_name, achieved = pruned(model, rate, grids)
+            pmodel, masks, by_name, achieved = pruned(model, rate, grid)
             impl, kwargs = "bspc", {"bspc": masks, "grid": by_name}
+            label = {"grid": "{}x{}".format(*grid[(3 * HIDDEN, HIDDEN)])}
         for tvm_threads in sorted({1, threads}):
             start = time.time()
             cm = tvm_bsp.compile_model(pmodel, knobs={"threads": tvm_threads}, **kwargs)
@@ -335,16 +372,22 @@ def run(rates, T: int, repeat: int, threads: int, grids: dict) -> tuple[list[dic
             if error > 1e-3:
                 raise RuntimeError(f"rate {rate}: compiled model differs from torch by {error}")
             for mode, us in times.items():
-                extra = {"achieved_rate": round(achieved, 2), "compile_s": round(compile_s, 1)}
+                extra = {
+                    "achieved_rate": round(achieved, 2),
+                    "compile_s": round(compile_s, 1),
+                    **label,
+                }
                 add(mode, rate, impl, us, threads=tvm_threads, max_abs_error=error, **extra)
-        print(f"rate {rate:>3}: done", file=sys.stderr, flush=True)
-    for threads_ in (1, 2):
-        for mode, us in time_torch(model, T, repeat, threads_).items():
-            add(mode, 1, f"torch_dense_{threads_}t", us)
-    ort_times, how = time_onnxruntime(model, T, repeat, threads)
-    notes["onnx_export"] = how
-    for mode, us in ort_times.items():
-        add(mode, 1, "onnxruntime", us, threads=threads)
+        where = f" grid {label['grid']}" if label else ""
+        print(f"rate {rate:>3}{where}: done", file=sys.stderr, flush=True)
+    if peers:
+        for threads_ in (1, 2):
+            for mode, us in time_torch(model, T, repeat, threads_).items():
+                add(mode, 1, f"torch_dense_{threads_}t", us)
+        ort_times, how = time_onnxruntime(model, T, repeat, threads)
+        notes["onnx_export"] = how
+        for mode, us in ort_times.items():
+            add(mode, 1, "onnxruntime", us, threads=threads)
     notes["load_after"] = os.getloadavg()
     return records, notes
 
@@ -354,39 +397,50 @@ def table(records: list[dict]) -> str:
 
     Our builds appear with 1 and with all threads; the speedup divides our dense time by
     the BSPC time at the same thread count, and "best" uses the faster of the two for each.
+    With several grids, each BSPC rate has one row per grid.
     """
     ours: dict[tuple, float] = {}
     peers: dict[tuple, float] = {}
     for r in records:
         if r["impl"] in ("bspc", "tvm_dense"):
-            ours[(r["mode"], r["rate"], r["threads"])] = r["us_per_frame"]
+            ours[(r["mode"], r["rate"], r.get("grid", ""), r["threads"])] = r["us_per_frame"]
         else:
             peers[(r["mode"], r["impl"])] = r["us_per_frame"]
-    rates = sorted({k[1] for k in ours})
-    counts = sorted({k[2] for k in ours})
+    builds = sorted({k[1:3] for k in ours})
+    counts = sorted({k[3] for k in ours})
+    several = len({g for _, g in builds if g}) > 1
     lines = []
     for mode in ("stream", "utterance"):
-        dense = {n: ours.get((mode, 1, n)) for n in counts}
-        best_dense = min(v for v in dense.values() if v)
+        dense = {n: ours.get((mode, 1, "", n)) for n in counts}
+        dense_values = [v for v in dense.values() if v]
+        best_dense = min(dense_values) if dense_values else None
         heads = [f"ours {n}t us" for n in counts] + [f"speedup {n}t" for n in counts]
+        grid_head = "grid | " if several else ""
         lines += [
             f"\n{mode}: microseconds per frame, speedup over our dense build",
-            "| rate | " + " | ".join(heads) + " | speedup best | RTMobile CPU speedup |",
-            "| --- " * (len(heads) + 3) + "|",
+            f"| rate | {grid_head}"
+            + " | ".join(heads)
+            + " | speedup best | RTMobile CPU speedup |",
+            "| --- " * (len(heads) + 3 + several) + "|",
         ]
-        for rate in rates:
-            us = {n: ours.get((mode, rate, n)) for n in counts}
+        for rate, grid in builds:
+            us = {n: ours.get((mode, rate, grid, n)) for n in counts}
             cells = [f"{us[n]:.1f}" if us[n] else "-" for n in counts]
             cells += [f"{dense[n] / us[n]:.1f}" if us[n] and dense[n] else "-" for n in counts]
-            best = best_dense / min(v for v in us.values() if v)
+            fastest = min((v for v in us.values() if v), default=None)
+            best = f"{best_dense / fastest:.1f}" if best_dense and fastest else "-"
+            grid_cell = f"{grid or '-'} | " if several else ""
             lines.append(
-                f"| {rate} | " + " | ".join(cells) + f" | {best:.1f} | {PAPER_CPU_SPEEDUP[rate]} |"
+                f"| {rate} | {grid_cell}"
+                + " | ".join(cells)
+                + f" | {best} | {PAPER_CPU_SPEEDUP[rate]} |"
             )
         names = ("torch_dense_1t", "torch_dense_2t", "onnxruntime")
-        lines.append(
-            "dense peers: "
-            + ", ".join(f"{n} {peers[(mode, n)]:.1f}" for n in names if (mode, n) in peers)
-        )
+        if any((mode, n) in peers for n in names):
+            lines.append(
+                "dense peers: "
+                + ", ".join(f"{n} {peers[(mode, n)]:.1f}" for n in names if (mode, n) in peers)
+            )
     return "\n".join(lines)
 
 
@@ -398,7 +452,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--grid",
         default="96x16",
-        help="block grid of the 3072 x 1024 matrices (the 3072 x 39 one keeps 4 column stripes)",
+        help="block grid of the 3072 x 1024 matrices, or a comma list timed side by side "
+        "(e.g. 96x16,384x16; the 3072 x 39 matrix keeps 4 column stripes)",
+    )
+    parser.add_argument(
+        "--rates",
+        help=f"comma list of rates out of {','.join(map(str, RATES))} (default: all, or --quick's)",
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip torch and ONNX Runtime (our builds only)"
     )
     parser.add_argument(
         "--threads",
@@ -418,10 +480,24 @@ def main(argv: list[str] | None = None) -> int:
 def run_args(args: argparse.Namespace) -> int:
     """Run the benchmark with parsed options (see :func:`add_arguments`)."""
     rates = QUICK_RATES if args.quick else RATES
+    if args.rates:
+        try:
+            rates = tuple(int(v) for v in args.rates.split(","))
+        except ValueError:
+            print(f"error: --rates {args.rates!r} is not a comma list of integers", file=sys.stderr)
+            return 2
+        unknown = [r for r in rates if r not in RATES]
+        if unknown:
+            print(f"error: --rates {unknown} not among {list(RATES)}", file=sys.stderr)
+            return 2
     repeat = 3 if args.quick else 9
-    rb, cb = (int(v) for v in args.grid.split("x"))
-    grids = {(3 * HIDDEN, HIDDEN): (rb, cb), (3 * HIDDEN, INPUT): (rb, 4)}
-    records, notes = run(rates, args.frames, repeat, args.threads, grids)
+    try:
+        grid_list = [grids_for(rb, cb) for rb, cb in parse_grid_list(args.grid)]
+    except ValueError as err:
+        print(f"error: --grid: {err}", file=sys.stderr)
+        return 2
+    grids = grid_list[0] if len(grid_list) == 1 else grid_list
+    records, notes = run(rates, args.frames, repeat, args.threads, grids, peers=not args.no_peers)
     print(table(records))
     if args.json:
         from tvm_bsp.bspc import atomic_write
@@ -434,7 +510,7 @@ def run_args(args: argparse.Namespace) -> int:
                 "processor": platform.processor(),
             },
             "frames": args.frames,
-            "grids": {f"{m}x{n}": g for (m, n), g in grids.items()},
+            "grids": [{f"{m}x{n}": g for (m, n), g in grid.items()} for grid in grid_list],
             "notes": notes,
         }
         # the contract: PATH holds the list of records; the run's context goes beside it

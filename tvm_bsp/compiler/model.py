@@ -174,6 +174,9 @@ def compile_model(
         :class:`tvm_bsp.tune.TuningDatabase` (or its directory) whose best record is applied
         to every layer whose workload (shape, sparsity structure, target) it holds; other
         layers keep the defaults. ``meta["tuned"]`` lists the configs applied per layer.
+        Untuned layers get structure-dependent defaults
+        (:func:`tvm_bsp.tune.layers.suggested_knobs`: short BSPC row stripes get short
+        panels), listed in ``meta["suggested"]``; tuned records and ``knobs`` win over them.
     grid : (int, int) or mapping, optional
         Block grid for BSPC weights given as masks (inferred if omitted).
     knobs : mapping, optional
@@ -191,20 +194,22 @@ def compile_model(
     desc = from_torch(module)
     tgt = _target(target)
     sparse = resolve_bspc(desc, bspc, grid)
-    from tvm_bsp.tune.layers import resolve_tuned
+    from tvm_bsp.tune.layers import resolve_tuned, suggested_knobs, with_suggestions
 
     per_layer = resolve_tuned(desc, sparse, tgt, tuned)
-    mod = rnn_pipeline(tgt, sparse, per_layer, knobs)(to_relax(desc))
+    effective, suggested = with_suggestions(per_layer, suggested_knobs(desc, sparse, tgt), knobs)
+    mod = rnn_pipeline(tgt, sparse, effective, knobs)(to_relax(desc))
     threads = 1  # the OpenCL kernels use no CPU thread pool
     if tgt.kind.name != "opencl":
         base = default_knobs(tgt).updated(knobs).updated(per_layer.get("*"))
         threads = max(
-            [base.threads] + [int(c.get("threads", base.threads)) for c in per_layer.values()]
+            [base.threads] + [int(c.get("threads", base.threads)) for c in effective.values()]
         )
         if knobs and "threads" in knobs:  # explicit knobs win over tuned records
             threads = int(knobs["threads"])
     meta = _meta(desc, tgt, sorted(sparse), threads)
     meta["tuned"] = per_layer
+    meta["suggested"] = suggested
     clash = sorted(set(extra_meta or {}) & set(meta))
     if clash:
         raise ValueError(f"extra_meta may not replace the compiler's meta entries {clash}")

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import tvm
+
+from tvm_bsp.bspc.matrix import BSPCMatrix
 
 #: Gates stacked in the weights of each cell type (same table as the frontend's).
 CELL_GATES: dict[str, int] = {"gru": 3, "kaldi_gru": 3, "lstm": 4}
@@ -134,3 +136,46 @@ def knob_space(target: tvm.target.Target) -> dict[str, tuple[int, ...]]:
         values = {c for c in choices if name != "threads" or c <= base.threads} | {default}
         space[name] = tuple(sorted(values))
     return space
+
+
+#: Per stored panel column, the instruction cost (index load, broadcast of ``x``, loop)
+#: expressed in float32 lanes of weight traffic: a panel column of ``P`` lanes costs about
+#: ``P + LANE_OVERHEAD``. Fitted on the 2 x 1024 GRU streaming on one x86 AVX-512 thread:
+#: 4-row stripes (grid 768 x 16, 10x) ran 348 / 151 / 112 us per frame at 16 / 8 / 4 lanes;
+#: 32-row stripes (96 x 16) ran 68 / 81 us at 16 / 8 lanes at 10x and 32.1 / 34.3 us at
+#: 103x, where 8 lanes store 1.5x the panel columns of 16 (break-even overhead: 7.3).
+LANE_OVERHEAD = 10
+#: Panel heights :func:`suggest_lanes` chooses from (those up to the target's default).
+LANE_CHOICES = (4, 8, 16)
+
+
+def suggest_lanes(matrices: Sequence[BSPCMatrix], target: tvm.target.Target) -> int:
+    """The panel height (``lanes``) that fits the row stripes of a layer's BSPC weights.
+
+    A panel never spans two row stripes, so stripes shorter than the default ``lanes`` are
+    padded with dummy lanes that are loaded and multiplied like real ones: 4-row stripes
+    run about 3x slower at 16 lanes than at 4. The choice minimises
+    ``sum(panel columns(P) * (P + LANE_OVERHEAD))`` over :data:`LANE_CHOICES` up to the
+    target's default (ties: the wider panel).
+
+    Parameters
+    ----------
+    matrices : sequence of BSPCMatrix
+        The layer's BSPC weights (empty: the default).
+    target : tvm.target.Target
+        An ``llvm`` target.
+
+    Returns
+    -------
+    int
+    """
+    from tvm_bsp.ops.layout import panel_column_count
+
+    widest = default_knobs(target).lanes
+    if not matrices:
+        return widest
+    choices = sorted({p for p in LANE_CHOICES if p <= widest} | {widest}, reverse=True)
+    costs = {
+        p: sum(panel_column_count(m, p) for m in matrices) * (p + LANE_OVERHEAD) for p in choices
+    }
+    return min(choices, key=lambda p: (costs[p], -p))

@@ -15,7 +15,10 @@
     log.txt                                the progress lines
 
 A rerun skips finished rows, resumes a half-done one from its checkpoint, and refuses a work
-directory made with other settings (rates, methods and splits may change freely).
+directory made with other settings (rates, methods and splits may change freely). Settings only
+one method reads (:data:`~tvm_bsp.speech.prune_run.METHOD_FIELDS`: the BSP grid, ESE's groups)
+are checked per row instead: after a grid change, delete that method's rows and rerun; the dense
+model and the other methods' rows are kept.
 
 Gradual pruning (``ExperimentConfig.gradual``): the rates of a method run in ascending order
 and each row starts from the finished model of the previous (lower) rate of the same method,
@@ -41,17 +44,28 @@ from typing import Any
 import torch
 
 from tvm_bsp.speech.model import AcousticModel, ModelConfig, load_model, save_model
-from tvm_bsp.speech.prune_run import METHODS, PruneSettings, paper_split, prune_model
+from tvm_bsp.speech.prune_run import (
+    METHODS,
+    PruneSettings,
+    paper_split,
+    prune_model,
+    without_method_fields,
+)
 from tvm_bsp.speech.storage import atomic_write_text
 from tvm_bsp.speech.train import UtteranceLike, evaluate_per, train_model
 
 SPLITS = ("test", "dev", "real")
 PAPER_RATES = (10, 19, 29, 43, 80, 103)
-TABLE1_PRUNE = PruneSettings(admm_epochs=2, retrain_epochs=12, distill_weight=0.7)
+TABLE1_PRUNE = PruneSettings(row_blocks=192, admm_epochs=2, retrain_epochs=12, distill_weight=0.7)
 """Pruning schedule of the default Table I run: per row 2 ADMM + 12 retraining units of 350
-utterances, distillation from the dense model (A/B on 10x BSP, dev: 64.5 % PER with 2 + 6
-units and no distillation, 62.9 % with distillation, 56.6 % with 2 + 12 units and
-distillation; 8 ADMM + 6 retraining units with a growing rho: 63.1 %)."""
+utterances, distillation from the dense model, BSP grid 192 x 16 (stripes of 4 rows: one NEON
+float32x4 vector per stripe on the phone).
+
+A/B runs on 10x BSP from the dense model, PER on the first 150 dev utterances (dense 43.0):
+2 + 6 units without distillation 64.5 %, with distillation 62.9 %, 2 + 12 units with
+distillation 56.6 %; 8 ADMM + 6 retraining units with a growing rho 63.1 %. Then the grid, 2 + 12
+units: 24 x 16 (32-row stripes) 56.6 %, 96 x 16 (8 rows) 52.0 %, 192 x 16 (4 rows) 50.0 %,
+384 x 16 (2 rows) 47.8 %; unstructured magnitude pruning 47.8 %."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +126,16 @@ class ExperimentConfig:
     gradual: bool = True
 
     def core(self) -> dict[str, Any]:
-        """The settings finished steps depend on (everything but rates, methods, splits)."""
+        """The settings every finished step depends on.
+
+        Everything but rates, methods, splits and the method-specific pruning fields
+        (:data:`~tvm_bsp.speech.prune_run.METHOD_FIELDS`, e.g. the BSP grid): a finished row
+        records those itself and only that method's rows depend on them.
+        """
         data = asdict(self)
         for key in ("rates", "methods", "splits"):
             data.pop(key)
+        data["prune"] = without_method_fields(data["prune"])
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,6 +239,8 @@ def _check_settings(work: _Work, config: ExperimentConfig) -> None:
     core = json.loads(json.dumps(config.core()))
     if path.exists():
         old = json.loads(path.read_text())
+        if isinstance(old.get("prune"), dict):  # work directories written before METHOD_FIELDS
+            old["prune"] = without_method_fields(old["prune"])
         if old != core:
             diff = sorted(k for k in set(old) | set(core) if old.get(k) != core.get(k))
             raise ValueError(
@@ -229,6 +251,18 @@ def _check_settings(work: _Work, config: ExperimentConfig) -> None:
         _write_json(path, core)
 
 
+def _check_row_settings(rdir: Path, row: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Refuse a finished row made with other method-specific settings (e.g. another grid)."""
+    had = {k: row.get("prune", {}).get(k) for k in wanted}
+    if had != wanted:
+        diff = ", ".join(f"{k} {had[k]!r} -> {wanted[k]!r}" for k in wanted if had[k] != wanted[k])
+        raise ValueError(
+            f"{rdir} was pruned with other settings ({diff}); delete the rows of method "
+            f"{row.get('method')!r} (rows/{row.get('method')}-*) to rerun them, or use another "
+            "work directory"
+        )
+
+
 def settings_digest(config: ExperimentConfig) -> str:
     """Short hash of :meth:`ExperimentConfig.core` (recorded in the results)."""
     text = json.dumps(config.core(), sort_keys=True)
@@ -236,9 +270,17 @@ def settings_digest(config: ExperimentConfig) -> str:
 
 
 def load_data(
-    work: _Work, config: ExperimentConfig, progress: bool, corpus_dir: str | os.PathLike | None
+    work: _Work,
+    config: ExperimentConfig,
+    progress: bool,
+    corpus_dir: str | os.PathLike | None,
+    quiet: bool = False,
 ) -> tuple[list[UtteranceLike], dict[str, list[UtteranceLike]]]:
-    """Generate or reuse the corpus; return the training split and the evaluation splits."""
+    """Generate or reuse the corpus; return the training split and the evaluation splits.
+
+    ``quiet``: neither generate (the corpus must be complete) nor log: worker processes
+    load the corpus their parent made and logged.
+    """
     from tvm_bsp.speech.corpus import generate_corpus, load_split
 
     root = (
@@ -247,16 +289,17 @@ def load_data(
         else work.root
         / (f"corpus-{config.n_train}-{config.n_dev}-{config.n_test}-s{config.corpus_seed}")
     )
-    t0 = time.time()
-    info = generate_corpus(
-        root,
-        config.n_train,
-        config.n_dev,
-        config.n_test,
-        seed=config.corpus_seed,
-        progress=progress,
-    )
-    work.log(f"corpus {root}: {info.finished} utterances ({time.time() - t0:.0f} s)")
+    if not quiet:
+        t0 = time.time()
+        info = generate_corpus(
+            root,
+            config.n_train,
+            config.n_dev,
+            config.n_test,
+            seed=config.corpus_seed,
+            progress=progress,
+        )
+        work.log(f"corpus {root}: {info.finished} utterances ({time.time() - t0:.0f} s)")
     train = load_split(root, "train")
     evals: dict[str, list[UtteranceLike]] = {}
     for split in config.splits:
@@ -268,7 +311,8 @@ def load_data(
             try:
                 evals[split] = load_real_utterances()
             except RealSpeechUnavailableError as err:
-                work.log(f"skipping the real split: {err}")
+                if not quiet:
+                    work.log(f"skipping the real split: {err}")
         else:
             raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     return train, evals
@@ -367,26 +411,51 @@ def _fmt(per: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}%" for k, v in per.items())
 
 
+@dataclass
+class RowContext:
+    """What every row of a run shares: the work directory, settings, data and dense model.
+
+    Attributes
+    ----------
+    work : _Work
+    config : ExperimentConfig
+    dense : AcousticModel
+        The dense model (the start of every chain and the distillation teacher).
+    train : sequence
+        Training utterances.
+    evals : dict
+        Evaluation utterances per split.
+    decode : dict
+        Decoding settings chosen with the dense model.
+    progress : bool
+        Progress bars.
+    """
+
+    work: _Work
+    config: ExperimentConfig
+    dense: AcousticModel
+    train: Sequence[UtteranceLike]
+    evals: dict[str, Sequence[UtteranceLike]]
+    decode: dict[str, int]
+    progress: bool
+
+
 def run_row(
-    work: _Work,
-    config: ExperimentConfig,
-    dense: AcousticModel,
-    train: Sequence[UtteranceLike],
-    evals: dict[str, Sequence[UtteranceLike]],
+    ctx: RowContext,
     method: str,
     rate: float,
-    decode: dict[str, int],
-    progress: bool,
     start: AcousticModel | None = None,
     start_from: str = "dense",
 ) -> tuple[dict[str, Any], int]:
     """Prune, retrain, evaluate and save one row; return its result and the units trained.
 
-    ``start`` (default ``dense``) is the model the row prunes, named ``start_from`` in the
-    result; ``dense`` stays the distillation teacher.
+    ``start`` (default ``ctx.dense``) is the model the row prunes, named ``start_from`` in the
+    result; ``ctx.dense`` stays the distillation teacher.
     """
     from tvm_bsp.prune import export_bspc
     from tvm_bsp.prune.config import spec_to_dict
+
+    work, config, dense, evals = ctx.work, ctx.config, ctx.dense, ctx.evals
 
     rdir = work.row_dir(method, rate)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -398,16 +467,16 @@ def run_row(
 
     out = prune_model(
         dense if start is None else start,
-        train,
+        ctx.train,
         method,
         rate,
         config.prune,
         checkpoint_dir=rdir / "admm",
-        progress=progress,
+        progress=ctx.progress,
         log=log,
         teacher=dense,
     )
-    per = evaluate(out.model, evals, decode)
+    per = evaluate(out.model, evals, ctx.decode)
     bspc = None
     if method == "bsp":
         export_bspc(out.model, out.pruner, rdir / "bspc")
@@ -488,6 +557,124 @@ def _grid_of(row: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def run_chain(
+    ctx: RowContext, method: str, report_only: bool = False
+) -> tuple[list[dict[str, Any]], list[str], int]:
+    """Run (or skip when finished) the rows of one method in :func:`row_order`.
+
+    Returns the rows' results, the names of the rows found finished and the units trained.
+    Rows finished before a split was added are evaluated on it now.
+    """
+    work, config, evals = ctx.work, ctx.config, ctx.evals
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    trained = 0
+    previous = "dense"
+    for rate in row_order(config):
+        rdir = work.row_dir(method, rate)
+        done = rdir / "result.json"
+        expected_start = previous if config.gradual else "dense"
+        if done.exists():
+            row = json.loads(done.read_text())
+            _check_row_settings(rdir, row, config.prune.method_dict(method))
+            if row.get("start_from", "dense") != expected_start:
+                raise ValueError(
+                    f"{rdir} started from {row.get('start_from', 'dense')!r}, but with "
+                    f"rates {list(config.rates)} it would start from {expected_start!r}; "
+                    "use another work directory for another rate list"
+                )
+            missing = [s for s in evals if s not in row["per"]]
+            if missing:
+                model, _ = load_model(rdir / "model.pt")
+                sub = {s: evals[s] for s in missing}
+                row["per"].update(evaluate(model, sub, ctx.decode))
+                _write_json(done, row)
+            skipped.append(f"{method}-{rate:g}")
+            work.log(f"{method} {rate:g}x: finished, loaded")
+        elif report_only:
+            if config.gradual:
+                break  # later rows of the chain cannot be finished either
+            continue
+        else:
+            start = None
+            if expected_start != "dense":
+                start, _ = load_model(work.root / "rows" / expected_start / "model.pt")
+            row, units = run_row(ctx, method, rate, start=start, start_from=expected_start)
+            trained += units
+        rows.append(row)
+        previous = rdir.name
+    return rows, skipped, trained
+
+
+def _watch_parent(parent: int, stop: Any) -> None:
+    """Worker side: exit at once when the parent process dies or sets ``stop``."""
+    import threading
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                os._exit(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+def _chain_worker(
+    root: str, config: ExperimentConfig, corpus_dir: str | None, method: str, echo: bool
+) -> int:
+    """One method's chain in a worker process (one torch thread); returns the units trained."""
+    torch.set_num_threads(1)
+    work = _Work(root, print if echo else None)
+    train, evals = load_data(work, config, False, corpus_dir, quiet=True)
+    dense, _ = load_model(work.root / "dense" / "model.pt")
+    decode = json.loads((work.root / "dense" / "eval.json").read_text())["decode"]
+    ctx = RowContext(work, config, dense, train, evals, decode, progress=False)
+    return run_chain(ctx, method)[2]
+
+
+def _run_chains_in_parallel(
+    work: _Work,
+    config: ExperimentConfig,
+    corpus_dir: str | os.PathLike | None,
+    jobs: int,
+    echo: bool,
+) -> int:
+    """Run the unfinished method chains in up to ``jobs`` worker processes; units trained."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pending = [
+        m
+        for m in config.methods
+        if not all((work.row_dir(m, r) / "result.json").exists() for r in row_order(config))
+    ]
+    if len(pending) < 2:
+        return 0  # nothing to share out: the caller runs the chain itself
+    work.log(f"running the chains of {', '.join(pending)} in {min(jobs, len(pending))} processes")
+    trained = 0
+    corpus = None if corpus_dir is None else str(corpus_dir)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()  # set: every worker exits (its row resumes from the checkpoint)
+    with ProcessPoolExecutor(
+        min(jobs, len(pending)),
+        mp_context=context,
+        initializer=_watch_parent,
+        initargs=(os.getpid(), stop),
+    ) as pool:
+        futures = {
+            pool.submit(_chain_worker, str(work.root), config, corpus, m, echo): m for m in pending
+        }
+        try:
+            for future in as_completed(futures):
+                trained += future.result()
+        except BaseException:
+            # a failed chain or Ctrl-C: stop the other chains now instead of finishing them
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return trained
+
+
 def run_experiment(
     work_dir: str | os.PathLike,
     config: ExperimentConfig = ExperimentConfig(),
@@ -496,6 +683,7 @@ def run_experiment(
     progress: bool = True,
     echo: Callable[[str], Any] | None = print,
     report_only: bool = False,
+    jobs: int = 1,
 ) -> RunSummary:
     """Run (or resume) the whole experiment (module docstring).
 
@@ -512,6 +700,10 @@ def run_experiment(
         Receives the log lines (``print`` by default).
     report_only : bool
         Train nothing: report the finished rows only (needs the finished dense model).
+    jobs : int
+        Worker processes for the method chains after dense training (each with one torch
+        thread; ``1``: everything in this process). The chains are independent, so on a
+        2-core machine ``jobs=2`` takes about half the time of ``jobs=1``.
 
     Returns
     -------
@@ -520,6 +712,8 @@ def run_experiment(
     for method in config.methods:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     t0 = time.time()
     work = _Work(work_dir, echo)
     _check_settings(work, config)
@@ -528,54 +722,21 @@ def run_experiment(
         raise ValueError(f"{work.root} has no finished dense model to report on")
     dense, dense_record, trained = train_dense(work, config, train, evals, progress)
     decode = dense_record["decode"]
-    # rows finished before a split was added lack it: evaluate those splits now
+    finished_before = {
+        f"{m}-{r:g}"
+        for m in config.methods
+        for r in row_order(config)
+        if (work.row_dir(m, r) / "result.json").exists()
+    }
+    if jobs > 1 and not report_only:
+        trained += _run_chains_in_parallel(work, config, corpus_dir, jobs, echo is not None)
     rows, skipped = [], []
     for method in config.methods:
-        previous = "dense"
-        for rate in row_order(config):
-            rdir = work.row_dir(method, rate)
-            done = rdir / "result.json"
-            expected_start = previous if config.gradual else "dense"
-            if done.exists():
-                row = json.loads(done.read_text())
-                if row.get("start_from", "dense") != expected_start:
-                    raise ValueError(
-                        f"{rdir} started from {row.get('start_from', 'dense')!r}, but with "
-                        f"rates {list(config.rates)} it would start from {expected_start!r}; "
-                        "use another work directory for another rate list"
-                    )
-                missing = [s for s in evals if s not in row["per"]]
-                if missing:
-                    model, _ = load_model(rdir / "model.pt")
-                    sub = {s: evals[s] for s in missing}
-                    row["per"].update(evaluate(model, sub, decode))
-                    _write_json(done, row)
-                skipped.append(f"{method}-{rate:g}")
-                work.log(f"{method} {rate:g}x: finished before, skipped")
-            elif report_only:
-                if config.gradual:
-                    break  # later rows of the chain cannot be finished either
-                continue
-            else:
-                start = None
-                if expected_start != "dense":
-                    start, _ = load_model(work.root / "rows" / expected_start / "model.pt")
-                row, units = run_row(
-                    work,
-                    config,
-                    dense,
-                    train,
-                    evals,
-                    method,
-                    rate,
-                    decode,
-                    progress,
-                    start=start,
-                    start_from=expected_start,
-                )
-                trained += units
-            rows.append(row)
-            previous = rdir.name
+        ctx = RowContext(work, config, dense, train, evals, decode, progress)
+        chain_rows, chain_skipped, units = run_chain(ctx, method, report_only)
+        rows += chain_rows
+        skipped += [name for name in chain_skipped if name in finished_before]
+        trained += units
     missing_dense = [s for s in evals if s not in dense_record["per"]]
     if missing_dense:
         sub = {s: evals[s] for s in missing_dense}

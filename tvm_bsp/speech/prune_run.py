@@ -55,6 +55,12 @@ from tvm_bsp.speech.model import AcousticModel
 from tvm_bsp.speech.train import UtteranceLike, distilled_loss_fn, train_epoch
 
 METHODS = ("bsp", "magnitude", "balanced")
+METHOD_FIELDS: dict[str, tuple[str, ...]] = {
+    "bsp": ("row_blocks", "col_blocks", "input_col_blocks"),
+    "magnitude": (),
+    "balanced": ("balanced_groups",),
+}
+"""The :class:`PruneSettings` fields that only one method reads (its grid or groups)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,22 @@ class PruneSettings:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dictionary."""
         return asdict(self)
+
+    def shared_dict(self) -> dict[str, Any]:
+        """The fields every method reads: :meth:`to_dict` without :data:`METHOD_FIELDS`."""
+        return without_method_fields(self.to_dict())
+
+    def method_dict(self, method: str) -> dict[str, Any]:
+        """The fields only ``method`` reads (its entry of :data:`METHOD_FIELDS`)."""
+        if method not in METHOD_FIELDS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        return {name: getattr(self, name) for name in METHOD_FIELDS[method]}
+
+
+def without_method_fields(prune: dict[str, Any]) -> dict[str, Any]:
+    """``prune`` (a :meth:`PruneSettings.to_dict`) without the method-specific fields."""
+    specific = {name for names in METHOD_FIELDS.values() for name in names}
+    return {k: v for k, v in prune.items() if k not in specific}
 
 
 def gru_weight_names(model: nn.Module) -> list[str]:

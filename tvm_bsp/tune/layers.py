@@ -35,6 +35,7 @@ __all__ = [
     "layer_workload",
     "resolve_tuned",
     "rnn_candidates",
+    "suggested_knobs",
     "tuned_records",
 ]
 
@@ -195,6 +196,66 @@ def tuned_records(
             continue  # a record of an older knob set: defaults apply
         out[layer.name("weight_hh", k)] = json.loads(knobs.to_json())
     return out
+
+
+def suggested_knobs(
+    model: Any, sparse: Mapping[str, BSPCMatrix], target: Any
+) -> dict[str, dict[str, Any]]:
+    """Untuned per-layer knob defaults that depend on the layer's BSPC structure.
+
+    Today the panel height: :func:`~tvm_bsp.ops.rnn_knobs.suggest_lanes` of the layer's
+    BSPC weights (short row stripes want short panels).
+
+    Parameters
+    ----------
+    model : tvm_bsp.frontend.model.RNNModel
+    sparse : mapping
+        ``{parameter name: BSPCMatrix}`` as the compiler resolved them.
+    target : str, dict or tvm.target.Target
+        An ``llvm`` target (anything else: no suggestions).
+
+    Returns
+    -------
+    dict
+        ``{weight_hh parameter name: {"lanes": P}}`` for the layers whose suggestion differs
+        from the target's default.
+    """
+    from tvm_bsp.ops.rnn_knobs import default_knobs, suggest_lanes
+    from tvm_bsp.schedules.targets import resolve_target
+
+    tgt = resolve_target(target)
+    if tgt.kind.name != "llvm":
+        return {}
+    default = default_knobs(tgt).lanes
+    out: dict[str, dict[str, Any]] = {}
+    for k, layer in enumerate(model.layers):
+        matrices = list(layer_sparse(layer, sparse).values())
+        lanes = suggest_lanes(matrices, tgt) if matrices else default
+        if lanes != default:
+            out[layer.name("weight_hh", k)] = {"lanes": lanes}
+    return out
+
+
+def with_suggestions(
+    tuned: Mapping[str, Mapping[str, Any]],
+    suggested: Mapping[str, Mapping[str, Any]],
+    knobs: Mapping[str, Any] | None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Merge :func:`suggested_knobs` under tuned records and explicit knobs.
+
+    A suggested knob is dropped where ``knobs`` (``compile_model(knobs=...)``), the layer's
+    tuned record or a ``"*"`` record sets it. Returns ``(per-layer mapping for
+    AttachSchedules, the suggestions applied)``.
+    """
+    merged = {k: dict(v) for k, v in tuned.items()}
+    applied: dict[str, dict[str, Any]] = {}
+    fixed = set(knobs or {}) | set(tuned.get("*", {}))
+    for name, conf in suggested.items():
+        keep = {k: v for k, v in conf.items() if k not in fixed and k not in tuned.get(name, {})}
+        if keep:
+            merged[name] = {**keep, **merged.get(name, {})}
+            applied[name] = keep
+    return merged, applied
 
 
 def resolve_tuned(

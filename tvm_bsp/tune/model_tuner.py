@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from tvm_bsp.tune.database import TuningDatabase, _key_of, config_key
-from tvm_bsp.tune.layers import layer_model, layer_sparse, layer_workload, rnn_candidates
+from tvm_bsp.tune.layers import (
+    layer_model,
+    layer_sparse,
+    layer_workload,
+    rnn_candidates,
+    suggested_knobs,
+)
 from tvm_bsp.tune.runner import (
     Measurer,
     TuneResult,
@@ -168,6 +174,7 @@ def tune_model(
     check_runnable(tgt, peer is not None, key)
     desc = from_torch(module)
     sparse = resolve_bspc(desc, bspc, grid)
+    suggested = suggested_knobs(desc, sparse, tgt)
     rng = np.random.default_rng(seed)
     results: dict[str, TuneResult] = {}
     for index, layer in enumerate(desc.layers):
@@ -175,7 +182,9 @@ def tune_model(
         wl = layer_workload(layer, sparse, tgt)
         wkey = _key_of(wl)
         sub, sub_sparse = layer_model(layer), layer_sparse(layer, sparse)
-        candidates = rnn_candidates(tgt, trials, seed, knobs)
+        # the first candidate is what compile_model uses for this layer without records
+        first = {**suggested.get(name, {}), **(knobs or {})}
+        candidates = rnn_candidates(tgt, trials, seed, first)
         done = {config_key(r["config"]) for r in db.records(wkey)}
         todo = [c for c in candidates if config_key(c) not in done]
         say(

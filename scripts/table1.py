@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from tvm_bsp.cli_speech import grid_arg
 from tvm_bsp.speech.experiment import (
     SPLITS,
     ExperimentConfig,
@@ -38,16 +39,6 @@ from tvm_bsp.speech.experiment import (
 from tvm_bsp.speech.prune_run import METHODS
 from tvm_bsp.speech.storage import atomic_write_text
 from tvm_bsp.speech.table1_report import contract_records, markdown_table, plot
-
-
-def _grid(text: str) -> tuple[int, int]:
-    try:
-        rb, cb = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"grid must look like 24x16, got {text!r}") from None
-    if rb < 1 or cb < 1:
-        raise argparse.ArgumentTypeError(f"grid sizes must be positive, got {text!r}")
-    return rb, cb
 
 
 def _number(text: str) -> float:
@@ -70,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rates", default=None, help="comma-separated rates (default 10,...,103)")
     p.add_argument("--methods", default=None, help="comma-separated: bsp,magnitude,balanced")
     p.add_argument("--splits", default=None, help="comma-separated: test,dev,real")
-    p.add_argument("--grid", type=_grid, default=None, help="BSP grid RBxCB of H-wide matrices")
+    p.add_argument("--grid", type=grid_arg, default=None, help="BSP grid RBxCB of H-wide matrices")
     p.add_argument("--hidden", type=int, default=None, help="GRU hidden size")
     p.add_argument("--epochs", type=int, default=None, help="dense training epochs")
     p.add_argument("--admm-epochs", type=int, default=None, help="ADMM units per row")

@@ -12,8 +12,10 @@ def test_parse_grid_list_accepts_lists_and_names_bad_items():
     assert gru.parse_grid_list("96x16, 384X16") == [(96, 16), (384, 16)]
     with pytest.raises(ValueError, match="'96by16' is not ROWSxCOLS"):
         gru.parse_grid_list("96by16")
-    with pytest.raises(ValueError, match="rows must be in"):
+    with pytest.raises(ValueError, match="positive integers"):
         gru.parse_grid_list("0x16")
+    with pytest.raises(ValueError, match="rows must be in"):
+        gru.parse_grid_list("4000x16")
     with pytest.raises(ValueError, match="repeats a grid"):
         gru.parse_grid_list("96x16,96x16")
 

@@ -263,7 +263,7 @@ def test_help_lists_every_command():
 @pytest.mark.slow
 @pytest.mark.aarch64
 def test_deploy_arm64_runs_under_qemu(speech_model, tmp_path, capfd):
-    from tvm_bsp.testing.aarch64 import require_arm64
+    from tvm_bsp.devices.aarch64 import require_arm64
 
     require_arm64()
     model, pt = speech_model

@@ -251,7 +251,7 @@ print(json.dumps(s.meta))
 @pytest.mark.aarch64
 @pytest.mark.parametrize("cell", ["gru", "lstm", "kaldi_gru"])
 def test_arm64_build_under_qemu(tmp_path, cell):
-    from tvm_bsp.testing.aarch64 import require_arm64, run_in_arm64
+    from tvm_bsp.devices.aarch64 import require_arm64, run_in_arm64
 
     require_arm64()
     torch.manual_seed(7)

@@ -92,9 +92,9 @@ def _corpus_or_skip() -> None:
 @pytest.mark.rpc
 def test_quick_demo_end_to_end(tmp_path: Path, capsys) -> None:
     from tvm_bsp.demo.settings import quick_settings
+    from tvm_bsp.devices.aarch64 import arm64_unavailable_reason
     from tvm_bsp.speech.corpus import load_split
     from tvm_bsp.speech.model import load_model
-    from tvm_bsp.testing.aarch64 import arm64_unavailable_reason
 
     _corpus_or_skip()
     work, out = tmp_path / "work", tmp_path / "demo.json"

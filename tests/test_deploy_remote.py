@@ -13,8 +13,8 @@ from torch import nn
 import tvm_bsp
 from tvm_bsp.deploy import load
 from tvm_bsp.deploy.remote import connect, parse_address, remote_session
+from tvm_bsp.devices.rpc import local_rpc
 from tvm_bsp.prune import bsp_mask
-from tvm_bsp.testing.rpc import local_rpc
 
 I, H, O, T, B = 13, 24, 7, 9, 3
 ATOL = 1e-4
@@ -117,7 +117,7 @@ def test_remote_matches_local_session_and_torch(libraries) -> None:
 
 @pytest.mark.rpc
 def test_unreachable_server_is_a_clear_error(libraries) -> None:
-    from tvm_bsp.testing.rpc import free_port
+    from tvm_bsp.devices.rpc import free_port
 
     lib, _ = libraries["dense"]
     with pytest.raises(ConnectionError, match="cannot reach RPC"):
@@ -128,7 +128,7 @@ def test_unreachable_server_is_a_clear_error(libraries) -> None:
 @pytest.mark.aarch64
 @pytest.mark.rpc
 def test_remote_arm64_under_qemu(libraries, tmp_path: Path) -> None:
-    from tvm_bsp.testing.aarch64 import require_arm64
+    from tvm_bsp.devices.aarch64 import require_arm64
 
     require_arm64()
     key = f"remote-arm64-{uuid.uuid4().hex[:8]}"

@@ -168,7 +168,7 @@ for f in sorted(glob.glob("o*_*.npy")):
 @pytest.mark.aarch64
 def test_arm64_so_under_qemu_matches_torch(tmp_path):
     from tvm_bsp.cli_deploy import _runtime_files
-    from tvm_bsp.testing.aarch64 import require_arm64, run_in_arm64
+    from tvm_bsp.devices.aarch64 import require_arm64, run_in_arm64
 
     require_arm64()
     cases = _build(tmp_path, "arm64", CASES)

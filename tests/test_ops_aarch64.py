@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tvm_bsp.bspc import BSPCMatrix
+from tvm_bsp.devices.aarch64 import require_arm64, run_arm64_function
 from tvm_bsp.ops import DENSE_ENTRY, SPMM_ENTRY, build_dense, build_spmm, numpy_epilogue
 from tvm_bsp.prune import bsp_mask
-from tvm_bsp.testing.aarch64 import require_arm64, run_arm64_function
 
 pytestmark = pytest.mark.aarch64
 

@@ -188,7 +188,7 @@ def test_tune_usage_errors(tmp_path: Path) -> None:
 def test_tune_model_over_host_rpc_and_server_killed(tmp_path: Path) -> None:
     from test_tune_rpc import _kill_server
 
-    from tvm_bsp.testing.rpc import local_rpc
+    from tvm_bsp.devices.rpc import local_rpc
 
     model = _model(hidden=24, layers=2, seed=2)
     db = tmp_path / "db"
@@ -226,8 +226,8 @@ def test_tune_model_arm64_under_qemu(tmp_path: Path) -> None:
     from tvm.runtime.vm import VirtualMachine
 
     from tvm_bsp.compiler.model import compile_model
-    from tvm_bsp.testing.aarch64 import require_arm64
-    from tvm_bsp.testing.rpc import local_rpc
+    from tvm_bsp.devices.aarch64 import require_arm64
+    from tvm_bsp.devices.rpc import local_rpc
 
     require_arm64()
     model = _model(hidden=16, layers=1, seed=4)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from tvm_bsp.bspc import BSPCMatrix
+from tvm_bsp.devices.rpc import local_rpc
 from tvm_bsp.prune import bsp_mask_at_rate
-from tvm_bsp.testing.rpc import local_rpc
 from tvm_bsp.tune import (
     TuningDatabase,
     TuningError,
@@ -147,8 +147,8 @@ def test_tune_arm64_rpc_under_qemu(tmp_path: Path) -> None:
     from tvm import rpc
 
     from tvm_bsp.bspc import save_bspc
+    from tvm_bsp.devices.aarch64 import require_arm64
     from tvm_bsp.ops.build import build_spmm
-    from tvm_bsp.testing.aarch64 import require_arm64
 
     require_arm64()
     b = _matrix(64, 64, seed=7)

@@ -282,7 +282,7 @@ runpy.run_module("tvm_bsp.deploy.runner", run_name="__main__")
 
 
 def _run_qemu(so: Path, feats: Path, utterance: bool) -> int:
-    from tvm_bsp.testing.aarch64 import run_in_arm64
+    from tvm_bsp.devices.aarch64 import run_in_arm64
 
     files: dict[str, Any] = {"model.so": so, "feats.npy": feats, **_runtime_files()}
     sidecar = so.with_name(so.name + ".json")

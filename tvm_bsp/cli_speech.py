@@ -24,17 +24,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tvm_bsp.bspc.grid import parse_grid
+
 DEFAULT_SIZES = (4000, 400, 400)
 
 
-def _grid(text: str) -> tuple[int, int]:
+def grid_arg(text: str) -> tuple[int, int]:
+    """argparse type of a ``ROWSxCOLS`` block grid (:func:`tvm_bsp.bspc.grid.parse_grid`)."""
     try:
-        rb, cb = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"grid must look like 24x16, got {text!r}") from None
-    if rb < 1 or cb < 1:
-        raise argparse.ArgumentTypeError(f"grid sizes must be positive, got {text!r}")
-    return rb, cb
+        return parse_grid(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _rate(text: str) -> float:
@@ -117,7 +117,7 @@ def add_prune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("bsp", "magnitude", "balanced"), default="bsp")
     p.add_argument(
         "--grid",
-        type=_grid,
+        type=grid_arg,
         default=None,
         help="BSP grid RBxCB of the H-wide matrices (default 24x16; the 39-wide input matrix "
         "uses RBx4)",

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tvm_bsp.bspc.grid import parse_grid_list as parse_grids
+
 RATES = (1, 10, 19, 29, 43, 80, 103, 153, 245, 301)
 QUICK_RATES = (1, 10, 103, 301)
 #: RTMobile Table II: CPU speedup over dense (Snapdragon 855 Kryo 485).
@@ -79,22 +81,14 @@ def grids_for(row_blocks: int, col_blocks: int) -> dict[tuple[int, int], tuple[i
 
 
 def parse_grid_list(text: str) -> list[tuple[int, int]]:
-    """``"96x16,384x16"`` -> ``[(96, 16), (384, 16)]``; a clear error for anything else."""
-    grids = []
-    for item in text.split(","):
-        parts = item.strip().lower().split("x")
-        try:
-            rb, cb = (int(v) for v in parts)
-        except ValueError:
-            raise ValueError(f"grid {item.strip()!r} is not ROWSxCOLS (e.g. 96x16)") from None
-        if not (1 <= rb <= 3 * HIDDEN and 1 <= cb <= INPUT):
+    """``"96x16,384x16"`` -> ``[(96, 16), (384, 16)]`` within the reference model's shapes."""
+    grids = parse_grids(text)
+    for rb, cb in grids:
+        if not (rb <= 3 * HIDDEN and cb <= INPUT):
             raise ValueError(
                 f"grid {rb}x{cb}: rows must be in [1, {3 * HIDDEN}] and columns in [1, {INPUT}] "
                 "(the input matrix has 39 columns)"
             )
-        grids.append((rb, cb))
-    if len(set(grids)) != len(grids):
-        raise ValueError(f"grid list {text!r} repeats a grid")
     return grids
 
 

@@ -51,6 +51,29 @@ def stripe_of(bounds: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.searchsorted(bounds, index, side="right") - 1
 
 
+def parse_grid(text: str) -> tuple[int, int]:
+    """A block grid written ``ROWSxCOLS`` (``"24x16"``, any case, spaces around) as a pair.
+
+    Raises
+    ------
+    ValueError
+        Naming the text, for anything but two positive integers joined by ``x``.
+    """
+    rows, sep, cols = str(text).strip().lower().partition("x")
+    rows, cols = rows.strip(), cols.strip()
+    if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
+        raise ValueError(f"grid {str(text).strip()!r} is not ROWSxCOLS with positive integers")
+    return int(rows), int(cols)
+
+
+def parse_grid_list(text: str) -> list[tuple[int, int]]:
+    """A comma list of :func:`parse_grid` grids (``"6x4,12x8"``); a repeated grid is an error."""
+    grids = [parse_grid(part) for part in str(text).split(",")]
+    if len(set(grids)) != len(grids):
+        raise ValueError(f"grid list {text!r} repeats a grid")
+    return grids
+
+
 def _positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

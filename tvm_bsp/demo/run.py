@@ -146,7 +146,7 @@ def run_full(args: argparse.Namespace) -> int:
     if args.no_arm64:
         note = "arm64 builds skipped (--no-arm64)"
     else:
-        from tvm_bsp.testing.aarch64 import arm64_unavailable_reason, binfmt_registered
+        from tvm_bsp.devices.aarch64 import arm64_unavailable_reason, binfmt_registered
 
         reason = arm64_unavailable_reason()
         if reason is None and not binfmt_registered():
@@ -192,7 +192,7 @@ def run_full(args: argparse.Namespace) -> int:
 
 def _measure(targets, builds, test, work: Path, settings, achieved: float) -> list:
     from tvm_bsp.demo.builds import run_builds
-    from tvm_bsp.testing.rpc import local_rpc
+    from tvm_bsp.devices.rpc import local_rpc
 
     results = []
     out_dir = work / "builds"

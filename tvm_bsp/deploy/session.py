@@ -95,6 +95,10 @@ class Session:
         return x
 
     def _call(self, name: str, x: np.ndarray, state: np.ndarray):
+        # A direct call returning the (y, state) tuple: about 2-3 us per frame cheaper than the
+        # VM's stateful set_input / invoke_stateful / get_outputs (53 against 55 us per step of
+        # a 2x128 GRU, 2000-call loops, best of 5, measured side by side). Tuples cannot cross
+        # RPC, so RemoteSession uses the stateful form instead.
         tensor = self._tvm.runtime.tensor
         y, new_state = self.vm[name](tensor(x, self.device), tensor(state, self.device))
         return y.numpy(), new_state.numpy()

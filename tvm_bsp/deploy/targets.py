@@ -132,7 +132,7 @@ class DeployTarget:
         """True when the ``.so`` runs here under qemu (``arm64`` with the emulator set up)."""
         if self.runs_here or self.opencl or self.os != "linux" or self.cpu_arch != "aarch64":
             return False
-        from tvm_bsp.testing.aarch64 import arm64_root
+        from tvm_bsp.devices.aarch64 import arm64_root
 
         return arm64_root() is not None
 

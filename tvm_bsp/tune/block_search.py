@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from tvm_bsp.bspc.grid import parse_grid_list
+
 __all__ = [
     "SearchSettings",
     "block_search",
@@ -72,20 +74,14 @@ class SearchSettings:
 
 
 def parse_grids(text: str) -> list[tuple[int, int]]:
-    """``"6x4,12x8"`` as ``[(6, 4), (12, 8)]``.
+    """``"6x4,12x8"`` as ``[(6, 4), (12, 8)]`` (:func:`tvm_bsp.bspc.grid.parse_grid_list`).
 
     Raises
     ------
     ValueError
-        For anything but comma-separated ``ROWSxCOLS`` with positive integers.
+        For anything but comma-separated ``ROWSxCOLS`` with positive integers, or a repeat.
     """
-    out = []
-    for part in text.split(","):
-        rows, sep, cols = part.strip().lower().partition("x")
-        if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
-            raise ValueError(f"grid {part!r} is not ROWSxCOLS with positive integers")
-        out.append((int(rows), int(cols)))
-    return out
+    return parse_grid_list(text)
 
 
 def pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:

@@ -1,4 +1,4 @@
-"""Loopback RPC tracker + server on the host (tvm_bsp.testing.rpc)."""
+"""Loopback RPC tracker + server on the host (tvm_bsp.devices.rpc)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tvm_bsp.testing.rpc import _port_open, local_rpc
+from tvm_bsp.devices.rpc import _port_open, local_rpc
 
 tvm = pytest.importorskip("tvm")
 psutil = pytest.importorskip("psutil")

@@ -4,7 +4,7 @@
 tvm.exec.rpc_server --tracker ... --key KEY`` bound to 127.0.0.1, waits until the server is
 registered and free, yields ``(host, port, key)`` and stops everything on exit. With
 ``arm64=True`` the server runs inside the aarch64 root under qemu (see
-:mod:`tvm_bsp.testing.aarch64`); it shares the host network namespace and reaches the host
+:mod:`tvm_bsp.devices.aarch64`); it shares the host network namespace and reaches the host
 tracker over loopback, so a client uploads aarch64 libraries and runs them remotely exactly as
 with a phone.
 
@@ -191,7 +191,7 @@ def local_rpc(
             # the server keeps uploads in temporary directories that a killed server cannot
             # remove: give it a private TMPDIR and delete that after it stops
             if arm64:
-                from tvm_bsp.testing.aarch64 import (
+                from tvm_bsp.devices.aarch64 import (
                     binfmt_registered,
                     guest_command,
                     guest_workdir,

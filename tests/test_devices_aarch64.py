@@ -1,4 +1,4 @@
-"""aarch64 builds executed under qemu-user (tvm_bsp.testing.aarch64, tvm_bsp.deploy.cross).
+"""aarch64 builds executed under qemu-user (tvm_bsp.devices.aarch64, tvm_bsp.deploy.cross).
 
 Needs ``sudo scripts/setup_aarch64_emulator.sh``; every test skips with the reason otherwise.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tvm_bsp.deploy.cross import ARM64_CXX
-from tvm_bsp.testing.aarch64 import (
+from tvm_bsp.devices.aarch64 import (
     arm64_root,
     binfmt_registered,
     require_arm64,
@@ -198,7 +198,7 @@ def test_failure_is_reported(root, tmp_path):
 def test_rpc_server_in_emulator(root, tmp_path):
     from tvm import rpc
 
-    from tvm_bsp.testing.rpc import local_rpc
+    from tvm_bsp.devices.rpc import local_rpc
 
     if not binfmt_registered():
         pytest.skip("the RPC server's aarch64 worker processes need binfmt_misc")

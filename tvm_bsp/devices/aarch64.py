@@ -388,7 +388,7 @@ def _run_script(
         ["python3", "-c", _BOOTSTRAP, guest_work, f"{guest_work}/__main__.py", *args], env
     )
     if keep:
-        print(f"[tvm_bsp.testing.aarch64] work directory kept: {work}", file=sys.stderr)
+        print(f"[tvm_bsp.devices.aarch64] work directory kept: {work}", file=sys.stderr)
     result = _run_guest(argv, full_env, timeout)
     if check:
         result.check_returncode()

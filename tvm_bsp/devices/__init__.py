@@ -1,0 +1,10 @@
+"""Local stand-ins for devices, used by ``tvm-bsp deploy``, the demo, the tuner's tests and CI.
+
+Importing this package is cheap (TVM is imported only when used):
+
+- :mod:`tvm_bsp.devices.aarch64`: the emulated aarch64 root made by
+  ``scripts/setup_aarch64_emulator.sh`` (qemu-user); run scripts and cross-compiled
+  libraries in it.
+- :mod:`tvm_bsp.devices.rpc`: a loopback RPC tracker plus one server, on the host or in the
+  emulated aarch64 root, so that a client drives it exactly as a phone.
+"""

@@ -640,15 +640,17 @@ def _run_chains_in_parallel(
     corpus_dir: str | os.PathLike | None,
     jobs: int,
     echo: bool,
+    finished: set[str],
 ) -> int:
-    """Run the unfinished method chains in up to ``jobs`` worker processes; units trained."""
+    """Run the unfinished method chains in up to ``jobs`` worker processes; units trained.
+
+    ``finished`` names the rows already done (``"bsp-10"``, ...).
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pending = [
-        m
-        for m in config.methods
-        if not all((work.row_dir(m, r) / "result.json").exists() for r in row_order(config))
+        m for m in config.methods if any(f"{m}-{r:g}" not in finished for r in row_order(config))
     ]
     if len(pending) < 2:
         return 0  # nothing to share out: the caller runs the chain itself
@@ -731,7 +733,9 @@ def run_experiment(
         if (work.row_dir(m, r) / "result.json").exists()
     }
     if jobs > 1 and not report_only:
-        trained += _run_chains_in_parallel(work, config, corpus_dir, jobs, echo is not None)
+        trained += _run_chains_in_parallel(
+            work, config, corpus_dir, jobs, echo is not None, finished_before
+        )
     rows, skipped = [], []
     for method in config.methods:
         ctx = RowContext(work, config, dense, train, evals, decode, progress)

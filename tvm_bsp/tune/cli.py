@@ -134,6 +134,19 @@ def run_tune(args: argparse.Namespace) -> int:
     )
 
 
+def _tuning_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords ``tune_model`` and ``tune_spmm`` share: where, how long, and the log."""
+    return {
+        "target": args.target,
+        "trials": args.trials,
+        "tracker": args.tracker,
+        "key": args.key,
+        "seed": args.seed,
+        "session_timeout": args.timeout,
+        "log": lambda m: print(m, flush=True),
+    }
+
+
 def _tune_model_file(args: argparse.Namespace) -> int:
     from tvm_bsp.tune.model_tuner import load_model_source, tune_model
     from tvm_bsp.tune.tuner import TuningError, summarize
@@ -146,18 +159,7 @@ def _tune_model_file(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {}
     status = 0
     try:
-        results = tune_model(
-            module,
-            args.db,
-            bspc=bspc,
-            target=args.target,
-            trials=args.trials,
-            tracker=args.tracker,
-            key=args.key,
-            seed=args.seed,
-            session_timeout=args.timeout,
-            log=lambda m: print(m, flush=True),
-        )
+        results = tune_model(module, args.db, bspc=bspc, **_tuning_options(args))
         summary = {name: dict(summarize(res)) for name, res in results.items()}
     except TuningError as err:
         print(f"tvm-bsp tune: error: {err}", file=sys.stderr)
@@ -184,14 +186,8 @@ def _tune_bspc_dir(args: argparse.Namespace) -> int:
                 bspc,
                 args.db,
                 batch=args.batch,
-                target=args.target,
                 epilogue=args.epilogue,
-                trials=args.trials,
-                tracker=args.tracker,
-                key=args.key,
-                seed=args.seed,
-                session_timeout=args.timeout,
-                log=lambda m: print(m, flush=True),
+                **_tuning_options(args),
             )
         except TuningError as err:
             print(f"tvm-bsp tune: error: {err}", file=sys.stderr)

@@ -99,8 +99,15 @@ def run_evaluator(
     session: Any, rt_mod: Any, device: Any, evaluator_config: Any, repeated_args: list[Any]
 ) -> list[float]:
     """``f_run_evaluator``: seconds per call of the kernel entry, one value per repeat."""
-    evaluator = rt_mod.time_evaluator(
-        ENTRY,
+    return _timed(rt_mod, ENTRY, device, evaluator_config, repeated_args)
+
+
+def _timed(
+    owner: Any, entry: str, device: Any, evaluator_config: Any, repeated_args: list[Any]
+) -> list[float]:
+    """Seconds per call of ``owner``'s ``entry`` (a module or a VM), one value per repeat."""
+    evaluator = owner.time_evaluator(
+        entry,
         device,
         number=evaluator_config.number,
         repeat=evaluator_config.repeat,
@@ -128,15 +135,4 @@ def run_vm_step(
         config = session.get_function("runtime.config_threadpool")
         config(-3, threads)  # -3: share all cores (a CPU list cannot cross RPC)
     vm = VirtualMachine(rt_mod, device)
-    evaluator = vm.time_evaluator(
-        "step",
-        device,
-        number=evaluator_config.number,
-        repeat=evaluator_config.repeat,
-        min_repeat_ms=evaluator_config.min_repeat_ms,
-    )
-    costs: list[float] = []
-    for args in repeated_args:
-        device.sync()
-        costs.extend(float(c) for c in evaluator(*args).results)
-    return costs
+    return _timed(vm, "step", device, evaluator_config, repeated_args)

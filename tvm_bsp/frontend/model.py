@@ -18,9 +18,29 @@ function; weights stack the gates row-wise, biases likewise):
     ``c' = σ(f) * c + σ(i) * tanh(g)``, ``h' = σ(o) * tanh(c')`` with every gate
     ``W x + b_i + U h + b_h``.
 
-State layout (the ``state`` argument of ``forward`` / ``step``): ``(layers, batch, hidden)``
-for GRUs, ``(layers, 2, batch, hidden)`` for LSTMs with ``[:, 0]`` = ``h`` and ``[:, 1]`` =
-``c``.
+``"lstm"`` with a projection (``torch.nn.LSTM(proj_size=P)``, ``weight_hr`` ``(P, H)``)
+    ``m = σ(o) * tanh(c')``, ``h' = W_hr m``: the state ``h`` (and the layer output) has ``P``
+    features, ``weight_hh`` is ``(4H, P)``; ``c`` keeps ``H``.
+
+Directions: a layer with ``reverse=True`` reads its input from the last frame to the first
+(its output is in input order again, as torch and ONNX define it). A *bidirectional* layer is
+a forward layer whose ``backward`` is its reverse half (same cell and sizes); its output is
+``concat(forward_out, backward_out)`` on the feature axis (``2 * S`` features, ``S`` = ``P``
+for projected LSTMs, else ``H``), which the next layer or the head reads. Models with a
+reverse direction have no ``step`` (a backward direction cannot stream):
+:attr:`RNNModel.streamable` is False.
+
+State layout (the ``state`` argument of ``forward`` / ``step``), with ``D`` = 2 for
+bidirectional models and 1 otherwise, directions in torch's order (index ``k * D + d`` is
+layer ``k``, direction ``d``; ``d = 1`` the backward half):
+
+- GRUs: ``(layers * D, batch, H)``, as torch's ``h_n``;
+- LSTMs: ``(layers * D, 2, batch, H)`` with ``[:, 0]`` = ``h`` and ``[:, 1]`` = ``c``
+  (torch's ``h_n`` and ``c_n`` stacked on axis 1); for a projected LSTM ``h`` has ``P < H``
+  features and fills ``[:, 0, :, :P]``, the rest ``[:, 0, :, P:]`` is zero (ignored on input,
+  written as zeros).
+
+The final state of a reverse direction is its state after the *first* frame (torch's ``h_n``).
 """
 
 from __future__ import annotations
@@ -66,6 +86,13 @@ class RNNLayer:
     row_scale : dict
         Per-row factors already folded into a weight by role (batch-norm), so a BSPC matrix
         of the unfolded weight can be compared with and scaled to the folded one.
+    reverse : bool
+        This layer (direction) processes time reversed.
+    backward : RNNLayer or None
+        The reverse half of a bidirectional layer (same cell and sizes, ``reverse=True``,
+        no ``backward`` of its own); only on a forward (``reverse=False``) layer.
+    weight_hr : numpy.ndarray or None
+        ``(P, H)`` LSTM projection (``"lstm"`` only); ``weight_hh`` is then ``(4H, P)``.
     """
 
     cell: str
@@ -77,14 +104,33 @@ class RNNLayer:
     names: dict[str, str] = field(default_factory=dict)
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     row_scale: dict[str, np.ndarray] = field(default_factory=dict)
+    reverse: bool = False
+    backward: RNNLayer | None = None
+    weight_hr: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in CELL_GATES:
             raise ValueError(f"unknown cell {self.cell!r}; cells are {sorted(CELL_GATES)}")
         self.weight_ih = _f32(self.weight_ih, "weight_ih")
         self.weight_hh = _f32(self.weight_hh, "weight_hh")
-        gh, hidden = self.weight_hh.shape if self.weight_hh.ndim == 2 else (0, 0)
-        if self.weight_hh.ndim != 2 or gh != self.gates * hidden:
+        self.reverse = bool(self.reverse)
+        gh, width = self.weight_hh.shape if self.weight_hh.ndim == 2 else (0, 0)
+        if self.weight_hr is not None:
+            if self.cell != "lstm":
+                raise ValueError(f"weight_hr (a projection) is for lstm layers, not {self.cell}")
+            self.weight_hr = _f32(self.weight_hr, "weight_hr")
+            hidden = gh // 4
+            if self.weight_hr.ndim != 2 or self.weight_hr.shape != (width, hidden):
+                raise ValueError(
+                    f"weight_hr of an lstm layer with weight_hh {self.weight_hh.shape} must be "
+                    f"(P, H) = ({width}, {hidden}), got {self.weight_hr.shape}"
+                )
+            if gh != 4 * hidden or hidden < 1 or width >= hidden:
+                raise ValueError(
+                    f"weight_hh of a projected lstm layer must be (4 * H, P) with P < H, "
+                    f"got {self.weight_hh.shape}"
+                )
+        elif self.weight_hh.ndim != 2 or gh != self.gates * width or width < 1:
             raise ValueError(
                 f"weight_hh of a {self.cell} layer must be ({self.gates} * H, H), "
                 f"got {self.weight_hh.shape}"
@@ -103,6 +149,25 @@ class RNNLayer:
         if self.cell != "kaldi_gru" and self.candidate_scale != 1.0:
             raise ValueError("candidate_scale applies to kaldi_gru layers only")
         self.candidate_scale = float(self.candidate_scale)
+        if self.backward is not None:
+            self._check_backward(self.backward)
+
+    def _check_backward(self, back: RNNLayer) -> None:
+        if not isinstance(back, RNNLayer):
+            raise TypeError(f"backward must be an RNNLayer, got {type(back).__name__}")
+        if self.reverse or not back.reverse or back.backward is not None:
+            raise ValueError(
+                "a bidirectional layer is a forward layer (reverse=False) whose backward half "
+                f"has reverse=True and no backward of its own; got reverse={self.reverse}, "
+                f"backward.reverse={back.reverse}"
+            )
+        mine = (self.cell, self.input_size, self.hidden_size, self.proj_size)
+        theirs = (back.cell, back.input_size, back.hidden_size, back.proj_size)
+        if mine != theirs:
+            raise ValueError(
+                "the backward half must match the forward one in (cell, input, hidden, proj): "
+                f"expected {mine}, got {theirs}"
+            )
 
     @property
     def gates(self) -> int:
@@ -116,12 +181,40 @@ class RNNLayer:
 
     @property
     def hidden_size(self) -> int:
-        """Hidden units ``H``."""
-        return int(self.weight_hh.shape[1])
+        """Hidden (cell) units ``H``."""
+        return int(self.weight_hh.shape[0]) // self.gates
+
+    @property
+    def proj_size(self) -> int:
+        """LSTM projection size ``P`` (0 without a projection)."""
+        return 0 if self.weight_hr is None else int(self.weight_hr.shape[0])
+
+    @property
+    def state_size(self) -> int:
+        """Features of ``h`` and of each direction's output (``P`` if projected, else ``H``)."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def num_directions(self) -> int:
+        """2 for a bidirectional layer, else 1."""
+        return 1 if self.backward is None else 2
+
+    @property
+    def output_size(self) -> int:
+        """Output features per frame: ``state_size`` times the number of directions."""
+        return self.state_size * self.num_directions
+
+    def directions(self) -> list[RNNLayer]:
+        """``[self]``, plus the backward half of a bidirectional layer."""
+        return [self] if self.backward is None else [self, self.backward]
 
     def name(self, role: str, layer: int) -> str:
-        """Parameter name of ``role`` (a default ``<role>_l<layer>`` if the source had none)."""
-        return self.names.get(role, f"{role}_l{layer}")
+        """Parameter name of ``role`` (a default ``<role>_l<layer>[_reverse]`` if none given)."""
+        return self.names.get(role, f"{role}_l{layer}" + ("_reverse" if self.reverse else ""))
+
+    def roles(self) -> list[str]:
+        """Weight roles of this direction: ``weight_ih``, ``weight_hh`` (+ ``weight_hr``)."""
+        return ["weight_ih", "weight_hh"] + (["weight_hr"] if self.weight_hr is not None else [])
 
 
 @dataclass
@@ -176,8 +269,8 @@ class RNNModel:
     Attributes
     ----------
     layers : list of RNNLayer
-        At least one; all of the same cell and hidden size, layer ``k + 1`` reading the
-        ``H`` outputs of layer ``k``.
+        At least one; all of the same cell, hidden size, projection and number of
+        directions, layer ``k + 1`` reading the ``output_size`` features of layer ``k``.
     head : list of DenseLayer or Activation
         Applied to every frame's output of the last layer, in order.
     batch_first : bool
@@ -193,14 +286,21 @@ class RNNModel:
             raise ValueError("an RNNModel needs at least one recurrent layer")
         first = self.layers[0]
         for k, layer in enumerate(self.layers):
-            if layer.cell != first.cell or layer.hidden_size != first.hidden_size:
-                raise ValueError("all recurrent layers must share the cell type and hidden size")
-            if k and layer.input_size != first.hidden_size:
+            if not isinstance(layer, RNNLayer):
+                raise TypeError(f"layer {k} is not an RNNLayer but {type(layer).__name__}")
+            mine = (layer.cell, layer.hidden_size, layer.proj_size, layer.num_directions)
+            ref = (first.cell, first.hidden_size, first.proj_size, first.num_directions)
+            if mine != ref:
+                raise ValueError(
+                    "all recurrent layers must share (cell, hidden, proj, directions): layer 0 "
+                    f"has {ref}, layer {k} has {mine}"
+                )
+            if k and layer.input_size != first.output_size:
                 raise ValueError(
                     f"layer {k} reads {layer.input_size} features, layer {k - 1} gives "
-                    f"{first.hidden_size}"
+                    f"{first.output_size}"
                 )
-        width = first.hidden_size
+        width = first.output_size
         for k, item in enumerate(self.head):
             if isinstance(item, DenseLayer):
                 if item.weight.shape[1] != width:
@@ -228,27 +328,56 @@ class RNNModel:
 
     @property
     def hidden_size(self) -> int:
-        """Hidden units per layer ``H``."""
+        """Hidden (cell) units per layer ``H``."""
         return self.layers[0].hidden_size
 
     @property
+    def proj_size(self) -> int:
+        """LSTM projection ``P`` (0 without one)."""
+        return self.layers[0].proj_size
+
+    @property
+    def num_directions(self) -> int:
+        """2 for bidirectional models, else 1."""
+        return self.layers[0].num_directions
+
+    @property
+    def streamable(self) -> bool:
+        """False if any direction runs time reversed (no ``step``: it cannot stream)."""
+        return not any(d.reverse for layer in self.layers for d in layer.directions())
+
+    @property
+    def rnn_output_size(self) -> int:
+        """Features per frame of the last recurrent layer (what the head reads)."""
+        return self.layers[-1].output_size
+
+    @property
     def output_size(self) -> int:
-        """Features per output frame (``H`` without a dense head)."""
+        """Features per output frame (``rnn_output_size`` without a dense head)."""
         dense = [d for d in self.head if isinstance(d, DenseLayer)]
-        return int(dense[-1].weight.shape[0]) if dense else self.hidden_size
+        return int(dense[-1].weight.shape[0]) if dense else self.rnn_output_size
 
     def state_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of the recurrent state for ``batch`` sequences (see the module docstring)."""
+        rows = self.num_layers * self.num_directions
         if self.cell == "lstm":
-            return (self.num_layers, 2, batch, self.hidden_size)
-        return (self.num_layers, batch, self.hidden_size)
+            return (rows, 2, batch, self.hidden_size)
+        return (rows, batch, self.hidden_size)
+
+    def directions(self) -> list[tuple[int, int, RNNLayer]]:
+        """``(state index, layer index, direction)`` of every direction, in state order."""
+        out = []
+        for k, layer in enumerate(self.layers):
+            for d, half in enumerate(layer.directions()):
+                out.append((k * self.num_directions + d, k, half))
+        return out
 
     def weights(self) -> dict[str, np.ndarray]:
         """Every weight matrix by parameter name (biases excluded)."""
         out: dict[str, np.ndarray] = {}
-        for k, layer in enumerate(self.layers):
-            out[layer.name("weight_ih", k)] = layer.weight_ih
-            out[layer.name("weight_hh", k)] = layer.weight_hh
+        for _, k, layer in self.directions():
+            for role in layer.roles():
+                out[layer.name(role, k)] = getattr(layer, role)
         for k, item in enumerate(self.head):
             if isinstance(item, DenseLayer):
                 out[item.names.get("weight", f"head.{k}.weight")] = item.weight
@@ -257,7 +386,7 @@ class RNNModel:
     def masks(self) -> dict[str, np.ndarray]:
         """Pruning masks carried by the model, by parameter name."""
         out: dict[str, np.ndarray] = {}
-        for k, layer in enumerate(self.layers):
+        for _, k, layer in self.directions():
             for role, mask in layer.masks.items():
                 out[layer.name(role, k)] = mask
         for k, item in enumerate(self.head):

@@ -24,7 +24,10 @@ def _cell_step(layer: RNNLayer, xp: np.ndarray, h: np.ndarray, c: np.ndarray | N
         a = xp + h @ U.T + bhh
         i, f, g, o = (a[:, k * H : (k + 1) * H] for k in range(4))
         c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        return _sigmoid(o) * np.tanh(c), c
+        m = _sigmoid(o) * np.tanh(c)
+        if layer.weight_hr is not None:
+            m = m @ layer.weight_hr.astype(np.float64).T
+        return m, c
     if layer.cell == "gru":
         a = h @ U.T + bhh
         r = _sigmoid(xp[:, :H] + a[:, :H])
@@ -51,6 +54,27 @@ def _head(model: RNNModel, y: np.ndarray) -> np.ndarray:
     return y
 
 
+def _direction(layer: RNNLayer, seq: np.ndarray, state: np.ndarray, index: int) -> np.ndarray:
+    """Run one direction over ``seq`` (``(T, B, I)``) from ``state[index]``, updating it."""
+    T, B, _ = seq.shape
+    S = layer.state_size
+    lstm = layer.cell == "lstm"
+    h = state[index, 0, :, :S] if lstm else state[index]
+    c = state[index, 1] if lstm else None
+    bih = 0.0 if layer.bias_ih is None else layer.bias_ih.astype(np.float64)
+    xp = seq @ layer.weight_ih.astype(np.float64).T + bih
+    out = np.empty((T, B, S))
+    for t in reversed(range(T)) if layer.reverse else range(T):
+        h, c = _cell_step(layer, xp[t], h, c)
+        out[t] = h
+    if lstm:
+        state[index, 0] = 0.0
+        state[index, 0, :, :S], state[index, 1] = h, c
+    else:
+        state[index] = h
+    return out
+
+
 def reference_forward(
     model: RNNModel, x: np.ndarray, state: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -74,25 +98,19 @@ def reference_forward(
     x = np.asarray(x, np.float64)
     if model.batch_first:
         x = x.transpose(1, 0, 2)
-    T, B, _ = x.shape
+    B = x.shape[1]
     if state is None:
         state = np.zeros(model.state_shape(B))
     state = np.array(state, np.float64)
+    if state.shape != model.state_shape(B):
+        raise ValueError(f"state must have shape {model.state_shape(B)}, got {state.shape}")
     seq = x
+    D = model.num_directions
     for k, layer in enumerate(model.layers):
-        h = state[k, 0] if layer.cell == "lstm" else state[k]
-        c = state[k, 1] if layer.cell == "lstm" else None
-        bih = 0.0 if layer.bias_ih is None else layer.bias_ih.astype(np.float64)
-        xp = seq @ layer.weight_ih.astype(np.float64).T + bih
-        out = np.empty((T, B, layer.hidden_size))
-        for t in range(T):
-            h, c = _cell_step(layer, xp[t], h, c)
-            out[t] = h
-        if layer.cell == "lstm":
-            state[k, 0], state[k, 1] = h, c
-        else:
-            state[k] = h
-        seq = out
+        outs = [
+            _direction(half, seq, state, k * D + d) for d, half in enumerate(layer.directions())
+        ]
+        seq = np.concatenate(outs, axis=-1)
     y = _head(model, seq)
     if model.batch_first:
         y = y.transpose(1, 0, 2)

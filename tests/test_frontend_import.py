@@ -123,8 +123,8 @@ def test_kaldi_gru_dropout_semantics():
 @pytest.mark.parametrize(
     ("module", "match"),
     [
-        (nn.GRU(3, 4, bidirectional=True), "bidirectional"),
-        (nn.LSTM(3, 4, proj_size=2), "proj_size"),
+        (nn.RNN(3, 4), "RNN is not supported"),
+        (nn.RNNCell(3, 4), "RNNCell is not supported"),
         (Stack(nn.RNN(3, 4)), "RNN"),
         (Stack(nn.GRU(3, 4), nn.Conv1d(4, 4, 1)), "'head' \\(Conv1d\\)"),
         (Stack(nn.GRU(3, 4), nn.Sequential(nn.Linear(4, 4), nn.GELU())), "'head.1' \\(GELU\\)"),

@@ -51,8 +51,8 @@ import numpy as np
 
 #: Recurrent cell types and their number of gates.
 CELL_GATES: dict[str, int] = {"gru": 3, "kaldi_gru": 3, "lstm": 4}
-#: Elementwise activations allowed between head layers.
-HEAD_ACTIVATIONS = ("relu", "tanh", "sigmoid")
+#: Activations allowed between head layers (``softmax`` / ``log_softmax`` over the features).
+HEAD_ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax", "log_softmax")
 
 
 def _f32(a: object, what: str) -> np.ndarray:
@@ -250,7 +250,8 @@ class DenseLayer:
 
 @dataclass
 class Activation:
-    """An elementwise activation between head layers (``"relu"``, ``"tanh"``, ``"sigmoid"``)."""
+    """A head activation: elementwise ``"relu"``, ``"tanh"``, ``"sigmoid"``, or ``"softmax"`` /
+    ``"log_softmax"`` over each frame's features."""
 
     kind: str
 

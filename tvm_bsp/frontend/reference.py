@@ -41,6 +41,20 @@ def _cell_step(layer: RNNLayer, xp: np.ndarray, h: np.ndarray, c: np.ndarray | N
     return (1.0 - z) * n + z * h, None
 
 
+def _log_softmax(v: np.ndarray) -> np.ndarray:
+    shifted = v - v.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+_ACTIVATIONS = {
+    "relu": lambda v: np.maximum(v, 0),
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "softmax": lambda v: np.exp(_log_softmax(v)),
+    "log_softmax": _log_softmax,
+}
+
+
 def _head(model: RNNModel, y: np.ndarray) -> np.ndarray:
     for item in model.head:
         if isinstance(item, DenseLayer):
@@ -48,9 +62,7 @@ def _head(model: RNNModel, y: np.ndarray) -> np.ndarray:
             if item.bias is not None:
                 y = y + item.bias
         elif isinstance(item, Activation):
-            y = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh, "sigmoid": _sigmoid}[
-                item.kind
-            ](y)
+            y = _ACTIVATIONS[item.kind](y)
     return y
 
 

@@ -42,6 +42,15 @@ RNN_OPS: dict[str, str] = {
 LINEAR_OP = "tvm_bsp.linear"
 
 
+_ACTIVATIONS = {
+    "relu": relax.op.nn.relu,
+    "tanh": relax.op.tanh,
+    "sigmoid": relax.op.sigmoid,
+    "softmax": lambda v: relax.op.nn.softmax(v, axis=-1),
+    "log_softmax": lambda v: relax.op.nn.log_softmax(v, axis=-1),
+}
+
+
 def _tensor(shape, dtype: str = "float32") -> relax.TensorType:
     return relax.TensorType(list(shape), dtype)
 
@@ -93,10 +102,7 @@ class _Builder:
                 flat = bb.emit(call, name_hint=f"head_{k}")
                 width = out
             elif isinstance(item, Activation):
-                op = {"relu": relax.op.nn.relu, "tanh": relax.op.tanh, "sigmoid": relax.op.sigmoid}[
-                    item.kind
-                ]
-                flat = bb.emit(op(flat))
+                flat = bb.emit(_ACTIVATIONS[item.kind](flat))
         return bb.emit(relax.op.reshape(flat, (T, B, width)))
 
 

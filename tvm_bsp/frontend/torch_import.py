@@ -3,15 +3,21 @@
 Accepted module shapes
 ----------------------
 1. A recurrent module on its own: ``torch.nn.GRU``, ``torch.nn.LSTM`` (any number of
-   layers, unidirectional, no ``proj_size``, ``batch_first`` either way, with or without
-   biases) or :class:`~tvm_bsp.frontend.kaldi_gru.KaldiGRU`.
-2. A container whose children, in registration order, are one recurrent module followed by
-   zero or more head layers; the container's ``forward`` must apply them in that order (e.g.
-   ``self.rnn`` then ``self.head``, like :class:`tvm_bsp.speech.model.AcousticModel`). Head
-   layers are ``nn.Linear``, the activations ``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``, and
-   ``nn.Identity`` / ``nn.Dropout`` (identities at inference); ``nn.Sequential`` children are
-   flattened.
-3. An :class:`RNNModel` (returned unchanged).
+   layers, unidirectional or ``bidirectional=True``, LSTM ``proj_size`` >= 0, ``batch_first``
+   either way, with or without biases) or :class:`~tvm_bsp.frontend.kaldi_gru.KaldiGRU`.
+2. A cell on its own: ``torch.nn.GRUCell`` / ``torch.nn.LSTMCell``, imported as a one-layer
+   RNN: the compiled ``step`` is the cell (``state`` ``(1, B, H)`` / ``(1, 2, B, H)``, as in
+   :mod:`tvm_bsp.frontend.model`), ``forward`` over ``T`` frames applies it ``T`` times.
+3. A container whose ``forward`` applies one recurrent module to its input and then head
+   ops to the sequence, e.g. ``self.rnn`` then ``self.head`` like
+   :class:`tvm_bsp.speech.model.AcousticModel`. The forward is *traced* (``torch.fx``, see
+   :mod:`tvm_bsp.frontend.torch_forward`), so the head is what the forward calls, in call
+   order, not the list of children: head ops are ``nn.Linear``, ``nn.ReLU`` / ``nn.Tanh`` /
+   ``nn.Sigmoid`` (or ``relu`` / ``tanh`` / ``sigmoid`` functions), ``softmax`` /
+   ``log_softmax`` over the last axis, and ``nn.Identity`` / ``nn.Dropout`` (identities at
+   inference). Any other op (on the input, between the layers, after the head) is refused
+   by name.
+4. An :class:`RNNModel` (returned unchanged).
 
 Anything else raises :class:`UnsupportedModuleError` naming the offending module. The import
 has inference semantics: batch-norm uses its running statistics, dropout is off (the kaldi GRU
@@ -28,14 +34,14 @@ from torch import nn
 
 from tvm_bsp.frontend.kaldi_gru import KaldiGRU
 from tvm_bsp.frontend.model import Activation, DenseLayer, HeadLayer, RNNLayer, RNNModel
+from tvm_bsp.frontend.torch_forward import UnsupportedModuleError, forward_plan
 
 _ACTIVATIONS: dict[type, str] = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
 _IDENTITIES = (nn.Identity, nn.Dropout)
 _RNNS = (nn.GRU, nn.LSTM, KaldiGRU)
+_CELLS = (nn.GRUCell, nn.LSTMCell)
 
-
-class UnsupportedModuleError(ValueError):
-    """A module (named in the message) that the importer cannot translate."""
+__all__ = ["UnsupportedModuleError", "from_torch"]
 
 
 def from_torch(module: nn.Module | RNNModel) -> RNNModel:
@@ -52,8 +58,8 @@ def from_torch(module: nn.Module | RNNModel) -> RNNModel:
     Raises
     ------
     UnsupportedModuleError
-        For a bidirectional or projected RNN, an ``nn.RNN``, an unknown layer, or a container
-        that is not "one RNN then head layers".
+        For an ``nn.RNN``, an unknown layer, or a container whose forward is not "one RNN
+        then head ops".
     """
     if isinstance(module, RNNModel):
         return module
@@ -63,56 +69,46 @@ def from_torch(module: nn.Module | RNNModel) -> RNNModel:
         if isinstance(module, _RNNS):
             layers, batch_first = _import_rnn(module, "")
             return RNNModel(layers, [], batch_first)
+        if isinstance(module, _CELLS):
+            return RNNModel([_import_cell(module)], [])
+        if isinstance(module, nn.RNNBase | nn.RNNCellBase):
+            raise UnsupportedModuleError(
+                f"{type(module).__name__} is not supported; recurrent modules are nn.GRU, "
+                "nn.LSTM, KaldiGRU, nn.GRUCell and nn.LSTMCell"
+            )
         return _import_container(module)
 
 
 # ---------------------------------------------------------------------- containers
-def _flatten(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
-    items: list[tuple[str, nn.Module]] = []
-    for name, child in module.named_children():
-        path = f"{prefix}{name}"
-        if isinstance(child, nn.Sequential):
-            items.extend(_flatten(child, f"{path}."))
-        else:
-            items.append((path, child))
-    return items
-
-
 def _import_container(module: nn.Module) -> RNNModel:
-    items = _flatten(module, "")
     kind = type(module).__name__
-    if not items:
+    if not list(module.children()):
         raise UnsupportedModuleError(
             f"{kind} is neither nn.GRU, nn.LSTM nor KaldiGRU and has no child modules"
         )
-    path, first = items[0]
-    if not isinstance(first, _RNNS):
-        _check_not_rnn(path, first)
-        raise UnsupportedModuleError(
-            f"the first child of {kind} must be nn.GRU, nn.LSTM or KaldiGRU; "
-            f"'{path}' is {type(first).__name__}"
-        )
-    layers, batch_first = _import_rnn(first, f"{path}.")
+    plan = forward_plan(module)
+    rnn = module.get_submodule(plan.rnn)
+    layers, batch_first = _import_rnn(rnn, f"{plan.rnn}.")
     head: list[HeadLayer] = []
-    for path, child in items[1:]:
-        if isinstance(child, nn.Linear):
-            head.append(_import_linear(child, f"{path}."))
-        elif type(child) in _ACTIVATIONS:
-            head.append(Activation(_ACTIVATIONS[type(child)]))
-        elif isinstance(child, _IDENTITIES):
+    for path, item in plan.head:
+        if isinstance(item, str):
+            head.append(Activation(item))
+        elif isinstance(item, nn.Linear):
+            head.append(_import_linear(item, f"{path}."))
+        elif type(item) in _ACTIVATIONS:
+            head.append(Activation(_ACTIVATIONS[type(item)]))
+        elif isinstance(item, _IDENTITIES):
             continue
         else:
-            _check_not_rnn(path, child)
+            _check_not_rnn(str(path), item)
             raise UnsupportedModuleError(
-                f"'{path}' ({type(child).__name__}) is not a supported head layer; heads are "
+                f"'{path}' ({type(item).__name__}) is not a supported head layer; heads are "
                 "nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity and nn.Dropout"
             )
     return RNNModel(layers, head, batch_first)
 
 
 def _check_not_rnn(path: str, child: nn.Module) -> None:
-    if isinstance(child, _RNNS):
-        raise UnsupportedModuleError(f"'{path}': only one recurrent module is supported")
     if isinstance(child, nn.RNNBase):
         raise UnsupportedModuleError(
             f"'{path}' is {type(child).__name__}; only GRU, LSTM and KaldiGRU are supported"
@@ -150,27 +146,45 @@ def _import_rnn(rnn: nn.Module, prefix: str) -> tuple[list[RNNLayer], bool]:
     label = prefix.rstrip(".") or type(rnn).__name__
     if isinstance(rnn, KaldiGRU):
         return [_kaldi_layer(rnn, k, prefix) for k in range(rnn.num_layers)], rnn.batch_first
-    if rnn.bidirectional:
-        raise UnsupportedModuleError(f"'{label}' ({type(rnn).__name__}) is bidirectional")
-    if getattr(rnn, "proj_size", 0):
-        raise UnsupportedModuleError(f"'{label}' (nn.LSTM) has proj_size={rnn.proj_size}")
+    if not isinstance(rnn, nn.GRU | nn.LSTM):
+        raise UnsupportedModuleError(
+            f"'{label}' is {type(rnn).__name__}; only GRU, LSTM and KaldiGRU are supported"
+        )
     cell = "gru" if isinstance(rnn, nn.GRU) else "lstm"
+    roles = ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
+    if getattr(rnn, "proj_size", 0):
+        roles.append("weight_hr")
     layers = []
     for k in range(rnn.num_layers):
-        values: dict[str, np.ndarray | None] = {}
-        names: dict[str, str] = {}
-        masks: dict[str, np.ndarray] = {}
-        for role in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            attr = f"{role}_l{k}"
-            if role.startswith("bias") and not rnn.bias:
-                values[role] = None
-                continue
-            values[role], mask = _read(rnn, attr, prefix)
-            names[role] = f"{prefix}{attr}"
-            if mask is not None:
-                masks[role] = mask
-        layers.append(RNNLayer(cell, names=names, masks=masks, **values))
+        suffixes = ["", "_reverse"] if rnn.bidirectional else [""]
+        halves = [_read_layer(rnn, cell, roles, f"_l{k}{sfx}", prefix) for sfx in suffixes]
+        layers.append(halves[0])
+        if len(halves) == 2:
+            halves[0].backward = halves[1]
+            halves[0].__post_init__()  # validates the pair
     return layers, rnn.batch_first
+
+
+def _read_layer(rnn: nn.Module, cell: str, roles: list[str], suffix: str, prefix: str):
+    values: dict[str, np.ndarray | None] = {}
+    names: dict[str, str] = {}
+    masks: dict[str, np.ndarray] = {}
+    for role in roles:
+        attr = f"{role}{suffix}"
+        if role.startswith("bias") and not rnn.bias:
+            values[role] = None
+            continue
+        values[role], mask = _read(rnn, attr, prefix)
+        names[role] = f"{prefix}{attr}"
+        if mask is not None:
+            masks[role] = mask
+    reverse = suffix.endswith("_reverse")
+    return RNNLayer(cell, names=names, masks=masks, reverse=reverse, **values)
+
+
+def _import_cell(cell: nn.RNNCellBase) -> RNNLayer:
+    kind = "gru" if isinstance(cell, nn.GRUCell) else "lstm"
+    return _read_layer(cell, kind, ["weight_ih", "weight_hh", "bias_ih", "bias_hh"], "", "")
 
 
 def _kaldi_layer(rnn: KaldiGRU, k: int, prefix: str) -> RNNLayer:

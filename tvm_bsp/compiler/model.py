@@ -45,6 +45,10 @@ def _meta(
         "state": "(layers, 2, B, H): [:, 0] = h, [:, 1] = c"
         if model.cell == "lstm"
         else "(layers, B, H)",
+        "state_shape": ["B" if d == -1 else d for d in model.state_shape(-1)],
+        "directions": model.num_directions,
+        "proj_size": model.proj_size,
+        "streamable": model.streamable,
         "target": str(target),
         "sparse": sparse,
         "threads": threads,

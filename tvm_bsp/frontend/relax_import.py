@@ -9,6 +9,15 @@ utterance length and batch):
     (``[:, 0]`` = ``h``, ``[:, 1]`` = ``c``).
 ``step(x_t, state) -> (y_t, state')``
     One frame, ``x_t`` ``(B, I)`` and ``y_t`` ``(B, O)``: the same graph with ``T = 1``.
+    Only for streamable models: a model with a reverse (or bidirectional) layer has no
+    ``step``, a backward direction needs the whole utterance.
+
+State layouts (bidirectional: ``L * 2`` rows, projected LSTMs) are those of
+:mod:`tvm_bsp.frontend.model`. A reverse direction is ``flip(time) -> the forward kernels ->
+flip``; a bidirectional layer is both directions and a ``concat`` of their outputs on the
+feature axis, so no kernel knows about directions. A projected LSTM's call takes ``w_hr``
+as an eighth argument (the kernel applies it inside the time loop); its ``y`` has ``P``
+features and its ``hT`` is ``(B, H)`` with zeros past ``P``.
 
 Recurrent layers and dense layers are *placeholder calls* that :mod:`tvm_bsp.passes` lower::
 
@@ -17,9 +26,10 @@ Recurrent layers and dense layers are *placeholder calls* that :mod:`tvm_bsp.pas
     R.call_dps_packed("tvm_bsp.rnn.lstm",      (x, state, k, w_ih, w_hh, b_ih, b_hh), [y, hT, cT])
     R.call_dps_packed("tvm_bsp.linear",        (x2d, w, b), y2d)
 
-with the equations of :mod:`tvm_bsp.frontend.model`: layer ``k`` (an ``int64`` prim value)
-starts from ``state[k]`` of the stacked state (no slicing op: the kernel reads its part),
-``s`` is the kaldi candidate scale (a ``float32`` prim value), absent biases are zeros. Every weight
+with the equations of :mod:`tvm_bsp.frontend.model`: ``k`` (an ``int64`` prim value, the
+direction's row of the state, ``layer * D + direction``) says where it starts from:
+``state[k]`` of the stacked state (no slicing op: the kernel reads its part); ``s`` is the
+kaldi candidate scale (a ``float32`` prim value), absent biases are zeros. Every weight
 and bias is a constant bound to a variable named after its parameter (``rnn.weight_hh_l0``):
 the passes find weights by these names.
 """
@@ -69,29 +79,50 @@ class _Builder:
             self.constants[name] = relax.const(np.ascontiguousarray(value, np.float32))
         return self.bb.emit(self.constants[name], name_hint=name)
 
-    def layer(self, k: int, layer: RNNLayer, x: relax.Expr, state: relax.Expr, T, B):
+    def direction(self, index: int, k: int, layer: RNNLayer, x, state, T, B):
+        """One direction of layer ``k`` from ``state[index]``: ``(y (T, B, S), finals)``."""
         bb, H = self.bb, layer.hidden_size
         gh = layer.gates * H
         w_ih = self.const(layer.weight_ih, layer.name("weight_ih", k))
         w_hh = self.const(layer.weight_hh, layer.name("weight_hh", k))
         b_ih = self.const(_bias(layer.bias_ih, gh), layer.name("bias_ih", k))
-        outs = [_tensor((T, B, H)), _tensor((B, H))]
-        index = relax.prim_value(tirx.IntImm("int64", k))
+        outs = [_tensor((T, B, layer.state_size)), _tensor((B, H))]
+        prim = relax.prim_value(tirx.IntImm("int64", index))
         if layer.cell == "kaldi_gru":
             last = relax.prim_value(tirx.FloatImm("float32", layer.candidate_scale))
         else:
             last = self.const(_bias(layer.bias_hh, gh), layer.name("bias_hh", k))
         if layer.cell == "lstm":
             outs.append(_tensor((B, H)))
-        args = [x, state, index, w_ih, w_hh, b_ih, last]
+        if layer.reverse:
+            x = bb.emit(relax.op.flip(x, axis=0))
+        args = [x, state, prim, w_ih, w_hh, b_ih, last]
+        if layer.weight_hr is not None:
+            args.append(self.const(layer.weight_hr, layer.name("weight_hr", k)))
         call = relax.call_dps_packed(RNN_OPS[layer.cell], args, outs)
-        res = bb.emit(call, name_hint=f"rnn_l{k}")
+        suffix = "_reverse" if layer.reverse else ""
+        res = bb.emit(call, name_hint=f"rnn_l{k}{suffix}")
         finals = [bb.emit(relax.TupleGetItem(res, i)) for i in range(1, len(outs))]
-        return bb.emit(relax.TupleGetItem(res, 0)), finals
+        y = bb.emit(relax.TupleGetItem(res, 0))
+        if layer.reverse:
+            y = bb.emit(relax.op.flip(y, axis=0))
+        return y, finals
+
+    def layer(self, k: int, layer: RNNLayer, x: relax.Expr, state: relax.Expr, T, B):
+        """Layer ``k`` (both directions of a bidirectional one, outputs concatenated)."""
+        D = self.model.num_directions
+        ys, finals = [], []
+        for d, half in enumerate(layer.directions()):
+            y, last = self.direction(k * D + d, k, half, x, state, T, B)
+            ys.append(y)
+            finals.extend(last)
+        if len(ys) == 1:
+            return ys[0], finals
+        return self.bb.emit(relax.op.concat(ys, axis=2)), finals
 
     def head(self, y: relax.Expr, T, B) -> relax.Expr:
         bb = self.bb
-        width = self.model.hidden_size
+        width = self.model.rnn_output_size
         flat = bb.emit(relax.op.reshape(y, (T * B, width)))
         for k, item in enumerate(self.model.head):
             if isinstance(item, DenseLayer):
@@ -133,6 +164,7 @@ def to_relax(model: RNNModel) -> tvm.IRModule:
 
     ``step`` is its own copy of the graph with ``T = 1`` (no nested call, static time
     shapes); both functions bind the same constant objects, which the VM stores once.
+    A model with a reverse direction (:attr:`RNNModel.streamable` False) gets no ``step``.
 
     Parameters
     ----------
@@ -161,6 +193,8 @@ def to_relax(model: RNNModel) -> tvm.IRModule:
             out = bb.emit_output(relax.Tuple([y, new_state]))
         bb.emit_func_output(out)
     forward = bb.get()["forward"]
+    if not model.streamable:
+        return tvm.IRModule({"forward": forward})
 
     # A builder of its own, so that step's variables keep the parameter names (one name
     # supply per module would suffix them).

@@ -136,3 +136,33 @@ def lstm_gates(hidden: int, lanes: int, exact: bool = False):
             Y[t, b, u0 + v] = hb[(t + 1) % 2, b, u0 + v]
 
     return gates
+
+
+@functools.lru_cache(maxsize=32)
+def lstm_proj_gates(hidden: int, lanes: int, exact: bool = False):
+    """Macro ``(XP, acc, cb, M, S, t, b, u0, width)`` of a projected ``torch.nn.LSTM``.
+
+    As :func:`lstm_gates`, but the unit's output ``m = σ(o) * tanh(c)`` goes to ``M[0, b, u]``
+    (the input of the projection ``h = W_hr m``, applied after a barrier), not to the state.
+    """
+    H, P = hidden, lanes
+    sig, tanh = activations(exact)
+
+    @T.macro
+    def gates(XP, acc, cb, M, S, t, b, u0, width):
+        for v in T.vectorized(width):
+            S[v] = sig(XP[t, b, u0 + v] + acc[v])
+        for v in T.vectorized(width):
+            S[P + v] = sig(XP[t, b, H + u0 + v] + acc[P + v])
+        for v in T.vectorized(width):
+            S[2 * P + v] = tanh(XP[t, b, 2 * H + u0 + v] + acc[2 * P + v])
+        for v in T.vectorized(width):
+            S[3 * P + v] = sig(XP[t, b, 3 * H + u0 + v] + acc[3 * P + v])
+        for v in T.vectorized(width):
+            cb[b, u0 + v] = S[P + v] * cb[b, u0 + v] + S[v] * S[2 * P + v]
+        for v in T.vectorized(width):
+            S[v] = tanh(cb[b, u0 + v])
+        for v in T.vectorized(width):
+            M[0, b, u0 + v] = S[3 * P + v] * S[v]
+
+    return gates

@@ -31,6 +31,7 @@ from tvm_bsp.ops.rnn_seq_dense import (
     dense_kaldi_gru_sequence,
     dense_lstm_sequence,
 )
+from tvm_bsp.ops.rnn_seq_proj import bspc_lstm_proj_sequence, dense_lstm_proj_sequence
 
 Weight = np.ndarray | BSPCMatrix
 
@@ -110,19 +111,26 @@ class SequenceKernel:
     ----------
     func : PrimFunc
         ``func(xp, state, *consts, y, hT[, cT])``: ``state`` is the stacked state of all
-        layers, the kernel starts from ``state[layer]``.
+        layers, the kernel starts from ``state[layer]``; ``y`` has ``outputs`` features.
     consts : list of numpy.ndarray
         Packed recurrent weight(s) and, for ``torch.nn.GRU``, ``b_hn``.
     input_bias : numpy.ndarray
         ``(G*H,)``: the biases to add in the input projection (recurrent biases of gates that
         do not see the reset gate folded in).
     hidden : int
+    outputs : int
+        Features of ``y`` (``hidden``, or the projection size of a projected LSTM).
     """
 
     func: tvm.tirx.PrimFunc
     consts: list[np.ndarray]
     input_bias: np.ndarray
     hidden: int
+    outputs: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            object.__setattr__(self, "outputs", self.hidden)
 
 
 def sequence_kernel(
@@ -133,6 +141,7 @@ def sequence_kernel(
     scale: float,
     knobs: RNNKnobs,
     layer: int = 0,
+    proj: Weight | None = None,
 ) -> SequenceKernel:
     """The time-loop kernel of one recurrent layer (equations in :mod:`tvm_bsp.frontend.model`).
 
@@ -140,7 +149,7 @@ def sequence_kernel(
     ----------
     cell : {"gru", "kaldi_gru", "lstm"}
     u : numpy.ndarray or BSPCMatrix
-        ``(G*H, H)`` recurrent weight.
+        ``(G*H, H)`` recurrent weight (``(4H, R)`` for a projected LSTM).
     bias_ih, bias_hh : numpy.ndarray
         ``(G*H,)`` biases (``bias_hh`` is ignored for ``kaldi_gru``).
     scale : float
@@ -148,8 +157,13 @@ def sequence_kernel(
     knobs : RNNKnobs
     layer : int
         Which layer of the stacked state the kernel starts from.
+    proj : numpy.ndarray or BSPCMatrix, optional
+        ``(R, H)`` projection ``W_hr`` of an LSTM (:mod:`tvm_bsp.ops.rnn_seq_proj`). It is
+        always packed dense (a BSPC ``W_hr`` is expanded: correct, but not faster).
     """
     G = CELL_GATES[cell]
+    if proj is not None:
+        return _proj_kernel(cell, u, bias_ih, bias_hh, knobs, layer, proj)
     H = u.shape[1]
     if u.shape[0] != G * H:
         raise ValueError(f"a {cell} recurrent weight must be ({G * H}, {H}), got {u.shape}")
@@ -192,3 +206,39 @@ def sequence_kernel(
     if cell == "gru":
         consts.append(np.ascontiguousarray(b_hh[2 * H :]))
     return SequenceKernel(_tag(func, kind, knobs, parallel), consts, input_bias, H)
+
+
+def _proj_kernel(
+    cell: str,
+    u: Weight,
+    bias_ih: np.ndarray,
+    bias_hh: np.ndarray | None,
+    knobs: RNNKnobs,
+    layer: int,
+    proj: Weight,
+) -> SequenceKernel:
+    """:func:`sequence_kernel` of a projected LSTM layer."""
+    w_hr = proj.to_dense() if isinstance(proj, BSPCMatrix) else np.asarray(proj, np.float32)
+    if cell != "lstm":
+        raise ValueError(f"a projection (proj) applies to lstm layers, not {cell}")
+    R, H = w_hr.shape
+    if u.shape != (4 * H, R) or R >= H:
+        raise ValueError(
+            f"a projected lstm needs U (4H, R) and W_hr (R, H) with R < H; got U {u.shape}, "
+            f"W_hr {w_hr.shape}"
+        )
+    P, exact = knobs.lanes, knobs.exact
+    parallel = knobs.parallel(macs(u) + R * H)
+    input_bias = np.asarray(bias_ih, np.float32).copy()
+    if bias_hh is not None:
+        input_bias += np.asarray(bias_hh, np.float32)
+    w_packed = pack_gate_tiles(w_hr, 1, P)
+    if isinstance(u, BSPCMatrix):
+        layout, arrays = _panels(u, knobs, parallel)
+        func = bspc_lstm_proj_sequence(H, R, PanelShape.of(layout), P, parallel, exact, layer)
+        consts, kind = [*arrays, w_packed], "bspc_lstm_proj_sequence"
+    else:
+        func = dense_lstm_proj_sequence(H, R, P, parallel, exact, layer)
+        u_packed = pack_gate_tiles(np.asarray(u, np.float32), 4, P)
+        consts, kind = [u_packed, w_packed], "dense_lstm_proj_sequence"
+    return SequenceKernel(_tag(func, kind, knobs, parallel), consts, input_bias, H, R)

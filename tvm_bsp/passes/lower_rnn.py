@@ -119,26 +119,42 @@ class _Lowerer(relax.PyExprMutator):
         return self.call(kernel, name, [x2d], relax.TensorType([N, rows], "float32"))
 
     def rnn(self, cell: str, call: relax.Call) -> relax.Expr:
-        x, state, index, w_ih, w_hh, b_ih, last = call_args(call)
+        x, state, index, w_ih, w_hh, b_ih, last, *extra = call_args(call)
         layer = int(index.value)
         u, w, bias = _Operand(self, w_hh), _Operand(self, w_ih), _Operand(self, b_ih)
         rec = None if cell == "kaldi_gru" else _Operand(self, last)
+        hr = _Operand(self, extra[0]) if extra else None
         scale = float(last.value) if cell == "kaldi_gru" else 1.0
         knobs = self.knobs(u.name)
+        if hr is not None and self.opencl:
+            raise NotImplementedError(
+                f"LSTM projection ({hr.name}, proj_size > 0) is not supported on OpenCL "
+                "targets; compile it for a CPU (llvm) target"
+            )
         key = (cell, u.expr, bias.expr, rec.expr if rec else None, scale, knobs, layer)
+        key += (hr.expr,) if hr is not None else ()
 
         def make():
             b_hh = None if rec is None else rec.value
-            build = gpu_sequence_kernel if self.opencl else sequence_kernel
-            seq = build(cell, u.value, bias.value, b_hh, scale, knobs, layer)
-            return (seq.func, [relax.const(c) for c in seq.consts]), seq.input_bias, seq.hidden
+            if self.opencl:
+                seq = gpu_sequence_kernel(cell, u.value, bias.value, b_hh, scale, knobs, layer)
+            else:
+                proj = None if hr is None else hr.value
+                seq = sequence_kernel(cell, u.value, bias.value, b_hh, scale, knobs, layer, proj)
+            outputs = getattr(seq, "outputs", seq.hidden)
+            return (
+                (seq.func, [relax.const(c) for c in seq.consts]),
+                seq.input_bias,
+                seq.hidden,
+                outputs,
+            )
 
-        kernel, input_bias, H = self.cached(("sequence", *key), make)
+        kernel, input_bias, H, S = self.cached(("sequence", *key), make)
         T, B, I = x.ty.shape
         flat = self.reshape(x, (T * B, I))
         proj = self.linear(flat, w, input_bias, knobs, key, "input_projection")
         xp = self.reshape(self.builder_.emit(proj), (T, B, len(input_bias)))
-        outs = [relax.TensorType([T, B, H], "float32")]
+        outs = [relax.TensorType([T, B, S], "float32")]
         outs += [relax.TensorType([B, H], "float32")] * (2 if cell == "lstm" else 1)
         return self.call(kernel, f"{cell}_sequence", [xp, state], outs)
 

@@ -73,6 +73,9 @@ class Session:
 
     def state_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of the state for ``batch`` sequences."""
+        template = self.meta.get("state_shape")  # e.g. [4, "B", 37] (bidirectional: L * 2)
+        if template is not None:
+            return tuple(batch if d == "B" else int(d) for d in template)
         L, H = int(self.meta["layers"]), int(self.meta["hidden_size"])
         return (L, 2, batch, H) if self.meta["cell"] == "lstm" else (L, batch, H)
 

@@ -10,7 +10,8 @@ Two TIR forms of each activation:
   ``e^r`` (the classic single-precision minimax coefficients) and ``2^n`` assembled in the
   exponent bits; ``tanh`` uses an odd polynomial for ``|x| < 0.625`` (no cancellation near 0)
   and ``1 - 2 / (e^{2x} + 1)`` elsewhere. Both stay within a few float32 ulps of the exact
-  functions (tested against numpy).
+  functions (tested against numpy). NaN propagates (the exponential returns a NaN input
+  as it is instead of clamping it), as in torch.
 """
 
 from __future__ import annotations
@@ -57,15 +58,16 @@ def _f32(v: float) -> tirx.FloatImm:
 
 
 def _fast_exp(x: tirx.PrimExpr) -> tirx.PrimExpr:
-    x = tirx.max(tirx.min(x, _f32(_EXP_CLAMP)), _f32(-_EXP_CLAMP))
-    n = tirx.floor(x * _f32(_LOG2E) + _f32(0.5))
-    r = x - n * _f32(_LN2_HI) - n * _f32(_LN2_LO)
+    # the clamp would make a NaN 88 (ordered compares): return x itself where it is NaN
+    xc = tirx.max(tirx.min(x, _f32(_EXP_CLAMP)), _f32(-_EXP_CLAMP))
+    n = tirx.floor(xc * _f32(_LOG2E) + _f32(0.5))
+    r = xc - n * _f32(_LN2_HI) - n * _f32(_LN2_LO)
     p = _f32(_EXP_POLY[0])
     for c in _EXP_POLY[1:]:
         p = p * r + _f32(c)
     p = p * r * r + r + _f32(1.0)
     bits = tirx.shift_left(tirx.Cast("int32", n) + tirx.const(127, "int32"), 23)
-    return p * tirx.reinterpret("float32", bits)
+    return tirx.Select(tirx.isnan(x), x, p * tirx.reinterpret("float32", bits))
 
 
 def _fast_sigmoid(x: tirx.PrimExpr) -> tirx.PrimExpr:

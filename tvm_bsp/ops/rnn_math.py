@@ -9,6 +9,12 @@ a high and a low part), ``e^r`` by its degree-6 Taylor polynomial (truncation be
 ``tanh(x) = 1 - 2 / (1 + e^2x)`` (one exponential and one division each, no select). Errors
 stay within a few ``1e-7`` absolute of the exact functions (tested against numpy), which is
 what the recurrences need: their outputs are bounded by 1.
+
+NaN propagates as in torch: the clamp (``max(min(x, 87), -87)``, lowered to ordered compares)
+would turn a NaN into 87, so :func:`fast_exp` returns ``x`` itself where ``isnan(x)`` (one
+compare and one blend per vector, no measurable step time). ``+-inf`` saturate like the exact
+functions: ``e^-inf ~ 1.6e-38``, ``sigmoid(+-inf) = 1 / 0`` (``0`` to ``1.6e-38``) and
+``tanh(+-inf) = +-1``.
 """
 
 from __future__ import annotations
@@ -27,15 +33,15 @@ def _f32(v: float) -> tirx.FloatImm:
 
 
 def fast_exp(x):
-    """``e^x`` as float32 arithmetic (see the module docstring)."""
-    x = tirx.max(tirx.min(x, _f32(_CLAMP)), _f32(-_CLAMP))
-    n = tirx.floor(x * _f32(_LOG2E) + _f32(0.5))
-    r = x - n * _f32(_LN2_HI) - n * _f32(_LN2_LO)
+    """``e^x`` as float32 arithmetic (see the module docstring); NaN stays NaN."""
+    xc = tirx.max(tirx.min(x, _f32(_CLAMP)), _f32(-_CLAMP))
+    n = tirx.floor(xc * _f32(_LOG2E) + _f32(0.5))
+    r = xc - n * _f32(_LN2_HI) - n * _f32(_LN2_LO)
     p = _f32(_TAYLOR[0])
     for c in _TAYLOR[1:]:
         p = p * r + _f32(c)
     bits = tirx.shift_left(tirx.Cast("int32", n) + tirx.const(127, "int32"), 23)
-    return p * tirx.reinterpret("float32", bits)
+    return tirx.Select(tirx.isnan(x), x, p * tirx.reinterpret("float32", bits))
 
 
 def fast_sigmoid(x):

@@ -17,7 +17,7 @@ from tvm_bsp.compiler.bspc_sources import BSPCSource, Grid, resolve_bspc
 from tvm_bsp.deploy.session import META_FORMAT, META_VERSION, Session
 from tvm_bsp.frontend.model import RNNModel
 from tvm_bsp.frontend.relax_import import to_relax
-from tvm_bsp.frontend.torch_import import from_torch
+from tvm_bsp.frontend.torch_import import from_torch, select_submodule
 from tvm_bsp.ops.rnn_knobs import default_knobs, is_aarch64
 from tvm_bsp.passes.pipeline import rnn_pipeline
 
@@ -159,6 +159,7 @@ def compile_model(
     grid: Grid | Mapping[str, Grid] | None = None,
     knobs: Mapping[str, Any] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    submodule: str | None = None,
 ) -> CompiledModel:
     """Compile a recurrent model.
 
@@ -188,6 +189,10 @@ def compile_model(
     extra_meta : mapping, optional
         JSON-able entries added to the module's ``meta()`` (e.g. ``labels``: the class names
         a runner prints); they may not replace the compiler's own entries.
+    submodule : str, optional
+        Compile only this part of ``module`` (a dotted path such as ``"decoder.rnn"``): an
+        RNN, or a container whose forward is "RNN then head ops". The rest of the model stays
+        in torch; README "A recurrent part of a bigger model" shows how to splice it back.
 
     Returns
     -------
@@ -195,6 +200,8 @@ def compile_model(
         ``forward(x, h0=None) -> (y, h)``, ``step(x_t, h=None) -> (y_t, h)`` on numpy
         arrays, and ``export(path)``.
     """
+    if submodule is not None:
+        module = select_submodule(module, submodule)
     desc = from_torch(module)
     tgt = _target(target)
     sparse = resolve_bspc(desc, bspc, grid)

@@ -41,7 +41,7 @@ _IDENTITIES = (nn.Identity, nn.Dropout)
 _RNNS = (nn.GRU, nn.LSTM, KaldiGRU)
 _CELLS = (nn.GRUCell, nn.LSTMCell)
 
-__all__ = ["UnsupportedModuleError", "from_torch"]
+__all__ = ["UnsupportedModuleError", "from_torch", "select_submodule"]
 
 
 def from_torch(module: nn.Module | RNNModel) -> RNNModel:
@@ -77,6 +77,31 @@ def from_torch(module: nn.Module | RNNModel) -> RNNModel:
                 "nn.LSTM, KaldiGRU, nn.GRUCell and nn.LSTMCell"
             )
         return _import_container(module)
+
+
+def select_submodule(module: nn.Module, name: str) -> nn.Module:
+    """The submodule ``name`` (a dotted path, ``"decoder.rnn"``) of ``module``.
+
+    Raises
+    ------
+    TypeError
+        If ``module`` is not a torch module.
+    ValueError
+        If there is no such submodule; the message lists the recurrent modules and their
+        containers that could be compiled instead.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"submodule= needs a torch.nn.Module, got {type(module).__name__}")
+    try:
+        return module.get_submodule(name)
+    except AttributeError:
+        rnns = [path for path, m in module.named_modules() if isinstance(m, _RNNS + _CELLS)]
+        parents = {p.rpartition(".")[0] for p in rnns if "." in p}
+        options = sorted(set(rnns) | parents)
+        raise ValueError(
+            f"{type(module).__name__} has no submodule {name!r}; recurrent modules and their "
+            f"containers: {options}"
+        ) from None
 
 
 # ---------------------------------------------------------------------- containers

@@ -184,8 +184,8 @@ def test_unsupported_targets_and_modules():
     model, _ = _gru_model(5, prune=False)
     with pytest.raises(NotImplementedError, match="cuda"):  # OpenCL: tests/test_ops_rnn_gpu.py
         tvm_bsp.compile_model(model, target={"kind": "cuda"})
-    with pytest.raises(UnsupportedModuleError, match="bidirectional"):
-        tvm_bsp.compile_model(nn.GRU(I, H, bidirectional=True))
+    with pytest.raises(UnsupportedModuleError, match="RNN is not supported"):
+        tvm_bsp.compile_model(nn.RNN(I, H))
 
 
 _RUNTIME_ONLY = """

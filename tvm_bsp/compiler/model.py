@@ -19,7 +19,7 @@ from tvm_bsp.frontend.model import RNNModel
 from tvm_bsp.frontend.relax_import import to_relax
 from tvm_bsp.frontend.torch_import import from_torch, select_submodule
 from tvm_bsp.ops.rnn_knobs import default_knobs, is_aarch64
-from tvm_bsp.passes.pipeline import rnn_pipeline
+from tvm_bsp.passes.pipeline import check_target, rnn_pipeline
 
 TargetLike = str | dict | tvm.target.Target
 
@@ -204,6 +204,7 @@ def compile_model(
         module = select_submodule(module, submodule)
     desc = from_torch(module)
     tgt = _target(target)
+    check_target(desc, tgt)
     sparse = resolve_bspc(desc, bspc, grid)
     from tvm_bsp.tune.layers import resolve_tuned, suggested_knobs, with_suggestions
 

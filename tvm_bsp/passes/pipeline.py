@@ -49,6 +49,27 @@ def AttachOpenCLSchedules(
     return transform
 
 
+def check_target(model: Any, target: tvm.target.Target) -> None:
+    """Refuse, by name, what ``target``'s kernels cannot run (before any pass runs).
+
+    Parameters
+    ----------
+    model : tvm_bsp.frontend.model.RNNModel
+    target : tvm.target.Target
+
+    Raises
+    ------
+    NotImplementedError
+        For a projected LSTM (``proj_size > 0``) on an OpenCL target.
+    """
+    if is_opencl(target) and model.proj_size:
+        names = [d.name("weight_hr", k) for _, k, d in model.directions()]
+        raise NotImplementedError(
+            f"LSTM projection ({', '.join(names)}: proj_size={model.proj_size}) is not "
+            f"supported on OpenCL targets ({target.kind.name}); compile it for a CPU target"
+        )
+
+
 def rnn_pipeline(
     target: tvm.target.Target,
     bspc: Mapping[str, BSPCMatrix] | None = None,

@@ -84,7 +84,7 @@ if s.meta.get("streamable", True):
     outs["stream"] = np.stack(ys)
 for k, v in outs.items():
     a = np.ascontiguousarray(v, np.float32)
-    print("OUT", k, json.dumps(list(a.shape)), a.tobytes().hex())
+    print("OUT", k, json.dumps(list(a.shape), separators=(",", ":")), a.tobytes().hex())
 """
 
 

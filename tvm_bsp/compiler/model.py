@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tvm_bsp.ops.rnn_knobs import default_knobs, is_aarch64
 from tvm_bsp.passes.pipeline import check_target, rnn_pipeline
 
 TargetLike = str | dict | tvm.target.Target
+_SESSION_LOCK = threading.Lock()
 
 
 def _target(target: TargetLike) -> tvm.target.Target:
@@ -113,8 +115,9 @@ class CompiledModel:
                 f"compiled for {self.target}, which this machine cannot run: export() it and "
                 "open it with tvm_bsp.deploy.load on the device (or under qemu)"
             )
-        if self._session is None:
-            self._session = Session(self.executable)
+        with _SESSION_LOCK:  # two threads asking first must get the same session
+            if self._session is None:
+                self._session = Session(self.executable)
         return self._session
 
     def forward(self, x: np.ndarray, h0: np.ndarray | None = None):
@@ -202,7 +205,7 @@ def compile_model(
     """
     if submodule is not None:
         module = select_submodule(module, submodule)
-    desc = from_torch(module)
+    desc = from_torch(module, prefix=f"{submodule}." if submodule else "")
     tgt = _target(target)
     check_target(desc, tgt)
     sparse = resolve_bspc(desc, bspc, grid)

@@ -174,9 +174,16 @@ def forward_plan(module: nn.Module, ndim: int = 3) -> ForwardPlan:
                 finals.add(node)
                 continue
             if rnn_node is None:
+                rnns = [p for p, m in mods.items() if isinstance(m, _RNNS)]
+                hint = (
+                    f"; to compile the recurrent part only: compile_model(model, submodule="
+                    f"{rnns[0]!r})"
+                    if rnns
+                    else ""
+                )
                 raise UnsupportedModuleError(
                     f"the first child module that the forward of {kind} calls must be nn.GRU, "
-                    f"nn.LSTM or KaldiGRU; '{node.target}' is {type(sub).__name__}"
+                    f"nn.LSTM or KaldiGRU; '{node.target}' is {type(sub).__name__}{hint}"
                 )
             if current is None or node.args[:1] != (current,) or len(args) != 1:
                 raise refuse(node, "applies a head layer to something else than the sequence")

@@ -44,12 +44,15 @@ _CELLS = (nn.GRUCell, nn.LSTMCell)
 __all__ = ["UnsupportedModuleError", "from_torch", "select_submodule"]
 
 
-def from_torch(module: nn.Module | RNNModel) -> RNNModel:
+def from_torch(module: nn.Module | RNNModel, prefix: str = "") -> RNNModel:
     """Describe a torch module (see the module docstring for accepted shapes).
 
     Parameters
     ----------
     module : torch.nn.Module or RNNModel
+    prefix : str
+        Put before every parameter name (``"decoder."`` when ``module`` is the ``decoder``
+        of a bigger model), so names match the whole model's (BSPC files, masks).
 
     Returns
     -------
@@ -67,16 +70,16 @@ def from_torch(module: nn.Module | RNNModel) -> RNNModel:
         raise TypeError(f"expected a torch.nn.Module or an RNNModel, got {type(module).__name__}")
     with torch.no_grad():
         if isinstance(module, _RNNS):
-            layers, batch_first = _import_rnn(module, "")
+            layers, batch_first = _import_rnn(module, prefix)
             return RNNModel(layers, [], batch_first)
         if isinstance(module, _CELLS):
-            return RNNModel([_import_cell(module)], [])
+            return RNNModel([_import_cell(module, prefix)], [])
         if isinstance(module, nn.RNNBase | nn.RNNCellBase):
             raise UnsupportedModuleError(
                 f"{type(module).__name__} is not supported; recurrent modules are nn.GRU, "
                 "nn.LSTM, KaldiGRU, nn.GRUCell and nn.LSTMCell"
             )
-        return _import_container(module)
+        return _import_container(module, prefix)
 
 
 def select_submodule(module: nn.Module, name: str) -> nn.Module:
@@ -105,7 +108,7 @@ def select_submodule(module: nn.Module, name: str) -> nn.Module:
 
 
 # ---------------------------------------------------------------------- containers
-def _import_container(module: nn.Module) -> RNNModel:
+def _import_container(module: nn.Module, prefix: str) -> RNNModel:
     kind = type(module).__name__
     if not list(module.children()):
         raise UnsupportedModuleError(
@@ -113,13 +116,13 @@ def _import_container(module: nn.Module) -> RNNModel:
         )
     plan = forward_plan(module)
     rnn = module.get_submodule(plan.rnn)
-    layers, batch_first = _import_rnn(rnn, f"{plan.rnn}.")
+    layers, batch_first = _import_rnn(rnn, f"{prefix}{plan.rnn}.")
     head: list[HeadLayer] = []
     for path, item in plan.head:
         if isinstance(item, str):
             head.append(Activation(item))
         elif isinstance(item, nn.Linear):
-            head.append(_import_linear(item, f"{path}."))
+            head.append(_import_linear(item, f"{prefix}{path}."))
         elif type(item) in _ACTIVATIONS:
             head.append(Activation(_ACTIVATIONS[type(item)]))
         elif isinstance(item, _IDENTITIES):
@@ -207,9 +210,9 @@ def _read_layer(rnn: nn.Module, cell: str, roles: list[str], suffix: str, prefix
     return RNNLayer(cell, names=names, masks=masks, reverse=reverse, **values)
 
 
-def _import_cell(cell: nn.RNNCellBase) -> RNNLayer:
+def _import_cell(cell: nn.RNNCellBase, prefix: str) -> RNNLayer:
     kind = "gru" if isinstance(cell, nn.GRUCell) else "lstm"
-    return _read_layer(cell, kind, ["weight_ih", "weight_hh", "bias_ih", "bias_hh"], "", "")
+    return _read_layer(cell, kind, ["weight_ih", "weight_hh", "bias_ih", "bias_hh"], "", prefix)
 
 
 def _kaldi_layer(rnn: KaldiGRU, k: int, prefix: str) -> RNNLayer:

@@ -168,8 +168,9 @@ def compile_model(
 
     Parameters
     ----------
-    module : torch.nn.Module or RNNModel
-        See :func:`tvm_bsp.frontend.from_torch` for the accepted module shapes.
+    module : torch.nn.Module, onnx.ModelProto, path to a ``.onnx`` file, or RNNModel
+        See :func:`tvm_bsp.frontend.from_torch` and :func:`tvm_bsp.frontend.from_onnx` for
+        the accepted module shapes and graphs.
     target : str, dict or tvm.target.Target
         ``"host"``, ``"arm64"`` (cross-compiled; run it with :func:`tvm_bsp.deploy.load` on
         the device), any ``llvm`` target, or ``"opencl-mali"`` / ``"opencl-adreno"`` / an
@@ -203,6 +204,14 @@ def compile_model(
         ``forward(x, h0=None) -> (y, h)``, ``step(x_t, h=None) -> (y_t, h)`` on numpy
         arrays, and ``export(path)``.
     """
+    from tvm_bsp.frontend.dispatch import is_onnx
+
+    if is_onnx(module):  # an onnx.ModelProto or a .onnx path
+        if submodule is not None:
+            raise ValueError("submodule= selects a part of a torch model, not of an ONNX graph")
+        from tvm_bsp.frontend.onnx_import import from_onnx
+
+        module = from_onnx(module)
     if submodule is not None:
         module = select_submodule(module, submodule)
     desc = from_torch(module, prefix=f"{submodule}." if submodule else "")

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report-only", action="store_true", help="train nothing; report the finished rows"
     )
+    p.add_argument(
+        "--dense-only",
+        action="store_true",
+        help="train (or resume) the dense model only, print its PER and stop",
+    )
     return p
 
 
@@ -153,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         print(f"error: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
+    if args.dense_only:
+        config = with_overrides(config, methods=())
     t0 = time.time()
     try:
         summary = run_experiment(
@@ -168,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     doc = summary.to_json(config)
     doc["wall_s"] = time.time() - t0
+    if args.dense_only:
+        dense = summary.dense
+        per = ", ".join(f"{k} {v:.2f}%" for k, v in dense["per"].items())
+        print(f"dense model: PER {per}; trained {dense['train_wall_s']:.0f} s")
+        return 0
     for path in (args.json_path, args.plot, args.markdown):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -300,17 +300,17 @@ def test_experiment_records_and_resume(tiny_corpus, tmp_path):
 def test_gradual_rows_chain_in_ascending_order_and_resume(tiny_corpus, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from tvm_bsp.speech import experiment
+    from tvm_bsp.speech import experiment, experiment_rows
 
     corpus, _ = tiny_corpus
     starts: dict[float, dict] = {}
-    real = experiment.prune_model
+    real = experiment_rows.prune_model
 
     def spy(start, train, method, rate, *args, **kw):
         starts[rate] = {k: v.clone() for k, v in start.state_dict().items()}
         return real(start, train, method, rate, *args, **kw)
 
-    monkeypatch.setattr(experiment, "prune_model", spy)
+    monkeypatch.setattr(experiment_rows, "prune_model", spy)
     config = replace(_tiny_experiment(rates=(29, 10), methods=("bsp",)), gradual=True)
     work = tmp_path / "work"
     experiment.run_experiment(work, config, corpus_dir=corpus, progress=False, echo=None)

@@ -121,7 +121,9 @@ def save_model(
 
 
 def load_model(path: str | os.PathLike) -> tuple[AcousticModel, dict]:
-    """Load a model written by :func:`save_model` (``weights_only=True``).
+    """Load a model written by :func:`save_model` (``weights_only=True``), or a shipped
+    ``.safetensors`` model (:func:`tvm_bsp.speech.pretrained.load_pretrained`; its ``info``
+    is returned as the metadata).
 
     Returns
     -------
@@ -136,6 +138,11 @@ def load_model(path: str | os.PathLike) -> tuple[AcousticModel, dict]:
         If the config file is not a saved model's, or the weights do not fit it.
     """
     path = Path(path)
+    if path.suffix == ".safetensors":
+        from tvm_bsp.speech.pretrained import load_pretrained
+
+        model, _, info = load_pretrained(path)
+        return model, info
     cfg = config_path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file {path} not found")

@@ -51,7 +51,10 @@ from tvm_bsp.prune import (
     RhoSchedule,
     admm_prune,
 )
+from tvm_bsp.speech.batching import ChunkSettings
 from tvm_bsp.speech.model import AcousticModel
+from tvm_bsp.speech.precision import resolve_bf16
+from tvm_bsp.speech.teacher import TeacherScores
 from tvm_bsp.speech.train import UtteranceLike, distilled_loss_fn, train_epoch
 
 METHODS = ("bsp", "magnitude", "balanced")
@@ -108,6 +111,11 @@ class PruneSettings:
         Softening temperature of the distillation term.
     max_rho : float
         Cap of the geometric ``rho`` schedule.
+    chunk_frames, left_context : int
+        Train on chunks of ``chunk_frames`` scored frames after ``left_context`` warm-up
+        frames (:mod:`tvm_bsp.speech.batching`); ``chunk_frames = 0``: whole utterances.
+    bf16 : bool or "auto"
+        bfloat16 autocast of the training forward passes (:mod:`tvm_bsp.speech.precision`).
     """
 
     row_blocks: int = 24
@@ -128,6 +136,9 @@ class PruneSettings:
     distill_weight: float = 0.0
     distill_temperature: float = 2.0
     max_rho: float = 10.0
+    chunk_frames: int = 0
+    left_context: int = 20
+    bf16: bool | str = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dictionary."""
@@ -311,6 +322,7 @@ def prune_model(
     progress: bool = True,
     log: Callable[[str], Any] | None = None,
     teacher: AcousticModel | None = None,
+    teacher_scores: TeacherScores | None = None,
 ) -> PruneOutcome:
     """ADMM-prune and retrain a copy of ``dense`` (module docstring).
 
@@ -333,6 +345,9 @@ def prune_model(
         Receives one line per unit.
     teacher : AcousticModel, optional
         Teacher of the distillation term (``settings.distill_weight > 0``); default ``dense``.
+    teacher_scores : TeacherScores, optional
+        The teacher's scores cached per training utterance (:mod:`tvm_bsp.speech.teacher`),
+        used instead of running the teacher on every batch.
 
     Returns
     -------
@@ -345,7 +360,14 @@ def prune_model(
             teacher if teacher is not None else copy.deepcopy(dense),
             settings.distill_weight,
             settings.distill_temperature,
+            teacher_scores,
         )
+    chunks = (
+        ChunkSettings(settings.chunk_frames, settings.left_context)
+        if settings.chunk_frames > 0
+        else None
+    )
+    bf16 = resolve_bf16(settings.bf16)
     config = prune_config(model, method, rate, settings)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     pruner = BSPPruner(
@@ -378,6 +400,8 @@ def prune_model(
             progress=progress,
             desc=f"{method} {rate:g}x {ctx.phase} {ctx.phase_epoch + 1}",
             loss_fn=loss_fn,
+            chunks=chunks,
+            bf16=bf16,
         )
         counter["epochs"] += 1
         if log is not None:

@@ -1,29 +1,24 @@
-"""Training and scoring of acoustic models on utterances with features and frame labels.
+"""Training of acoustic models on utterances with features and frame labels.
 
 An utterance here is anything with ``features`` (``(T, 39)`` float32), ``labels`` (``(T,)``
 frame labels in ``0..38``, or ``None`` for recordings without an alignment) and ``phones``
 (the phone sequence as 39-set symbols), as :func:`tvm_bsp.speech.corpus.load_split` and
 :func:`tvm_bsp.speech.real.load_real_utterances` return.
 
-Batches group utterances of similar length (at most ``max_frames`` padded frames each); the
-loss ignores padding. The models are unidirectional, so padding at the end of a sequence does
-not change the scores of the real frames.
-
-Decoding
---------
-``"ctc"`` models decode greedily (best path, :func:`~tvm_bsp.speech.per.ctc_greedy_decode`).
-``"framewise"`` models decode by :func:`smoothed_framewise_decode`: the per-frame argmax of
-log-posteriors averaged over a short centred window, runs shorter than ``min_run`` frames
-dropped, repeats merged. Plain per-frame argmax (``smooth=0, min_run=1``) flickers between
-classes at phone boundaries and inserts many spurious phones.
+Batches group utterances (or, with :class:`~tvm_bsp.speech.batching.ChunkSettings`, chunks of
+utterances) of similar length, at most ``max_frames`` padded frames each; the loss ignores
+padding. The models are unidirectional, so padding at the end of a sequence does not change
+the scores of the real frames. ``bf16=True`` runs the forward pass under bfloat16 autocast
+(:mod:`tvm_bsp.speech.precision`). Decoding and PER live in :mod:`tvm_bsp.speech.scoring`
+(re-exported here).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,11 +27,43 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from tvm_bsp.speech.batching import (
+    IGNORE,
+    Batch,
+    ChunkSettings,
+    Piece,
+    chunk_pieces,
+    collate_pieces,
+    group_pieces,
+    utterance_pieces,
+)
 from tvm_bsp.speech.model import AcousticModel
-from tvm_bsp.speech.per import collapse_repeats, ctc_greedy_decode, phone_error_rate
-from tvm_bsp.speech.phones import phone_ids
+from tvm_bsp.speech.precision import autocast
+from tvm_bsp.speech.scoring import (
+    decode,
+    evaluate_per,
+    remove_short_runs,
+    smoothed_framewise_decode,
+)
+from tvm_bsp.speech.teacher import TeacherScores
 
-IGNORE = -100
+__all__ = [
+    "IGNORE",
+    "Batch",
+    "ChunkSettings",
+    "batch_loss",
+    "collate",
+    "cosine_lr",
+    "decode",
+    "distillation_loss",
+    "distilled_loss_fn",
+    "evaluate_per",
+    "make_batches",
+    "remove_short_runs",
+    "smoothed_framewise_decode",
+    "train_epoch",
+    "train_model",
+]
 
 
 class UtteranceLike(Protocol):
@@ -45,16 +72,6 @@ class UtteranceLike(Protocol):
     features: np.ndarray
     labels: np.ndarray | None
     phones: Sequence[str]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Padded, time-major batch."""
-
-    x: torch.Tensor  # (T, B, F)
-    frame_labels: torch.Tensor  # (T, B), IGNORE on padding (and for unlabelled utterances)
-    lengths: torch.Tensor  # (B,)
-    phone_targets: list[list[int]]
 
 
 def make_batches(
@@ -74,46 +91,13 @@ def make_batches(
     -------
     list of list of int
     """
-    if max_frames < 1:
-        raise ValueError(f"max_frames must be positive, got {max_frames}")
-    lengths = np.array([len(u.features) for u in utts], dtype=np.int64)
-    noise = rng.random(len(utts)) if rng is not None else np.zeros(len(utts))
-    order = np.lexsort((noise, lengths))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        new_longest = max(longest, int(lengths[i]))
-        if current and new_longest * (len(current) + 1) > max_frames:
-            batches.append(current)
-            current, new_longest = [], int(lengths[i])
-        current.append(int(i))
-        longest = new_longest
-    if current:
-        batches.append(current)
-    if rng is not None:
-        rng.shuffle(batches)
-    return batches
+    pieces = utterance_pieces([len(u.features) for u in utts])
+    return [[p.utt for p in group] for group in group_pieces(pieces, max_frames, rng)]
 
 
 def collate(utts: Sequence[UtteranceLike], indices: Sequence[int]) -> Batch:
-    """Pad the selected utterances into one time-major :class:`Batch`."""
-    chosen = [utts[i] for i in indices]
-    lengths = [len(u.features) for u in chosen]
-    T, B = max(lengths), len(chosen)
-    dim = chosen[0].features.shape[1]
-    x = np.zeros((T, B, dim), np.float32)
-    y = np.full((T, B), IGNORE, np.int64)
-    for b, u in enumerate(chosen):
-        x[: lengths[b], b] = u.features
-        if u.labels is not None:
-            y[: lengths[b], b] = u.labels
-    return Batch(
-        torch.from_numpy(x),
-        torch.from_numpy(y),
-        torch.tensor(lengths),
-        [phone_ids(list(u.phones)) for u in chosen],
-    )
+    """Pad the selected whole utterances into one time-major :class:`Batch`."""
+    return collate_pieces(utts, [Piece(i, 0, len(utts[i].features), 0) for i in indices])
 
 
 def batch_loss(model: AcousticModel, batch: Batch) -> torch.Tensor:
@@ -121,7 +105,13 @@ def batch_loss(model: AcousticModel, batch: Batch) -> torch.Tensor:
     return _task_loss(model, model(batch.x), batch)
 
 
+def _at_least_f32(t: torch.Tensor) -> torch.Tensor:
+    """Scores of a bf16 / fp16 autocast forward in float32 (losses are computed in float32)."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _task_loss(model: AcousticModel, scores: torch.Tensor, batch: Batch) -> torch.Tensor:
+    scores = _at_least_f32(scores)
     if model.config.head == "framewise":
         return F.cross_entropy(
             scores.reshape(-1, scores.shape[-1]),
@@ -170,6 +160,7 @@ def distillation_loss(
     if student.shape != teacher.shape:
         raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)}")
     valid = (frame_labels != IGNORE).reshape(-1)
+    student, teacher = _at_least_f32(student), _at_least_f32(teacher)
     s = (student.reshape(-1, student.shape[-1])[valid] / temperature).log_softmax(-1)
     t = (teacher.detach().reshape(-1, teacher.shape[-1])[valid] / temperature).log_softmax(-1)
     if s.shape[0] == 0:
@@ -179,19 +170,25 @@ def distillation_loss(
 
 
 def distilled_loss_fn(
-    teacher: AcousticModel, weight: float, temperature: float = 2.0
+    teacher: AcousticModel,
+    weight: float,
+    temperature: float = 2.0,
+    scores: TeacherScores | None = None,
 ) -> Callable[[AcousticModel, Batch], torch.Tensor]:
     """A ``loss_fn`` for :func:`train_epoch`: ``(1 - weight) * task loss + weight * KD``.
 
     Parameters
     ----------
     teacher : AcousticModel
-        The (dense) teacher, evaluated without gradients in eval mode; a framewise model with
-        the student's classes.
+        The (dense) teacher, evaluated without gradients in eval mode (float32); a framewise
+        model with the student's classes.
     weight : float
         Share of the distillation term, in ``[0, 1]``.
     temperature : float
         :func:`distillation_loss` temperature.
+    scores : TeacherScores, optional
+        The teacher's scores cached per utterance (:mod:`tvm_bsp.speech.teacher`); batches
+        whose utterances are all cached take them from there instead of running the teacher.
 
     Returns
     -------
@@ -204,14 +201,18 @@ def distilled_loss_fn(
         raise ValueError("distillation needs a framewise teacher (frame posteriors)")
     teacher.eval()
 
+    def teacher_scores(batch: Batch) -> torch.Tensor:
+        if scores is not None and batch.ids and all(i in scores.index for i in batch.ids):
+            return scores.for_batch(batch)
+        with torch.no_grad(), autocast(False):
+            return teacher(batch.x)
+
     def loss_fn(model: AcousticModel, batch: Batch) -> torch.Tensor:
-        scores = model(batch.x)
-        task = _task_loss(model, scores, batch)
+        out = model(batch.x)
+        task = _task_loss(model, out, batch)
         if weight == 0:
             return task
-        with torch.no_grad():
-            target = teacher(batch.x)
-        kd = distillation_loss(scores, target, batch.frame_labels, temperature)
+        kd = distillation_loss(out, teacher_scores(batch), batch.frame_labels, temperature)
         return (1 - weight) * task + weight * kd
 
     return loss_fn
@@ -231,6 +232,8 @@ def train_epoch(
     progress: bool = True,
     desc: str = "train",
     loss_fn: Callable[[AcousticModel, Batch], torch.Tensor] | None = None,
+    chunks: ChunkSettings | None = None,
+    bf16: bool = False,
 ) -> dict[str, float]:
     """Train one epoch; batch order is drawn from ``(seed, epoch)`` so reruns are identical.
 
@@ -256,19 +259,34 @@ def train_epoch(
     loss_fn : callable, optional
         ``loss_fn(model, batch)`` replacing :func:`batch_loss` (e.g.
         :func:`distilled_loss_fn`); the reported loss is then its value.
+    chunks : ChunkSettings, optional
+        Train on chunks of frames (:func:`~tvm_bsp.speech.batching.chunk_pieces`, phases
+        drawn from ``(seed, epoch)``) instead of whole utterances; framewise models only.
+    bf16 : bool
+        bfloat16 autocast of the forward pass (:mod:`tvm_bsp.speech.precision`).
 
     Returns
     -------
     dict
-        ``{"loss": mean task loss, "batches": number of batches}``.
+        ``{"loss": mean task loss, "batches": number of batches, "frames": frames fed}``.
     """
     model.train()
-    batches = make_batches(utts, max_frames, np.random.default_rng([seed, epoch]))
-    total = 0.0
+    rng = np.random.default_rng([seed, epoch])
+    lengths = [len(u.features) for u in utts]
+    if chunks is not None:
+        if model.config.head != "framewise":
+            raise ValueError("chunked training needs a framewise model (CTC: whole utterances)")
+        pieces = chunk_pieces(lengths, chunks, np.random.default_rng([seed, epoch, 1]))
+    else:
+        pieces = utterance_pieces(lengths)
+    batches = group_pieces(pieces, max_frames, rng)
+    total, frames = 0.0, 0
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress, unit="batch")
-    for idx in bar:
-        batch = collate(utts, idx)
-        loss = batch_loss(model, batch) if loss_fn is None else loss_fn(model, batch)
+    for group in bar:
+        batch = collate_pieces(utts, group)
+        frames += int(batch.lengths.sum())
+        with autocast(bf16):
+            loss = batch_loss(model, batch) if loss_fn is None else loss_fn(model, batch)
         full = loss + extra_loss_fn() if extra_loss_fn is not None else loss
         optimizer.zero_grad()
         full.backward()
@@ -279,94 +297,11 @@ def train_epoch(
         value = loss.item()
         total += value
         bar.set_postfix(loss=f"{value:.3f}")
-    return {"loss": total / max(1, len(batches)), "batches": float(len(batches))}
-
-
-def remove_short_runs(labels: Sequence[int], min_run: int) -> list[int]:
-    """Relabel runs shorter than ``min_run`` frames with their longer neighbour's label.
-
-    Parameters
-    ----------
-    labels : sequence of int
-        One class per frame.
-    min_run : int
-        Shortest run kept (``<= 1`` keeps everything).
-
-    Returns
-    -------
-    list of int
-        Same length as ``labels``. A short run takes the label of the longer of its two
-        neighbouring runs (the left one on ties); a sequence made only of short runs is
-        returned unchanged.
-    """
-    from tvm_bsp.deploy.decode import remove_short_runs as runtime_remove_short_runs
-
-    # one implementation: the runtime-only runner on a device decodes with the same code
-    return runtime_remove_short_runs(labels, min_run)
-
-
-def smoothed_framewise_decode(scores: Any, smooth: int = 5, min_run: int = 3) -> list[int]:
-    """Decode framewise scores into a class sequence, robust to boundary flicker.
-
-    Parameters
-    ----------
-    scores : array-like or torch.Tensor, shape (T, C)
-        Logits or log-probabilities.
-    smooth : int
-        Width of the centred moving average of the log-posteriors (``<= 1``: none).
-    min_run : int
-        Runs of the argmax shorter than this are absorbed by a neighbour
-        (:func:`remove_short_runs`).
-
-    Returns
-    -------
-    list of int
-        The class sequence (repeats merged).
-    """
-    s = torch.as_tensor(scores, dtype=torch.float32).detach()
-    if s.ndim != 2:
-        raise ValueError(f"expected scores of shape (T, C), got {tuple(s.shape)}")
-    logp = s.log_softmax(-1)
-    if smooth > 1 and len(logp) > 1:
-        k = int(smooth)
-        padded = F.pad(logp.T[None], (k // 2, (k - 1) // 2), mode="replicate")
-        logp = F.avg_pool1d(padded, k, stride=1)[0].T
-    frames = logp.argmax(-1).tolist()
-    return [int(x) for x in collapse_repeats(remove_short_runs(frames, min_run))]
-
-
-@torch.no_grad()
-def decode(
-    model: AcousticModel,
-    utts: Sequence[UtteranceLike],
-    max_frames: int = 40000,
-    *,
-    smooth: int = 5,
-    min_run: int = 3,
-) -> list[list[int]]:
-    """Decode every utterance to a phone-id sequence (greedy), in the order given.
-
-    ``smooth`` and ``min_run`` apply to framewise models only
-    (:func:`smoothed_framewise_decode`).
-    """
-    model.eval()
-    hyps: list[list[int]] = [[] for _ in utts]
-    for idx in make_batches(utts, max_frames):
-        batch = collate(utts, idx)
-        scores = model(batch.x)
-        for b, i in enumerate(idx):
-            s = scores[: int(batch.lengths[b]), b]
-            if model.config.head == "framewise":
-                hyps[i] = smoothed_framewise_decode(s, smooth, min_run)
-            else:
-                hyps[i] = [k - 1 for k in ctc_greedy_decode(s, blank=0)]
-    return hyps
-
-
-def evaluate_per(model: AcousticModel, utts: Sequence[UtteranceLike], **decode_kw: Any) -> float:
-    """Phone error rate in percent over ``utts`` (references: the utterances' phones)."""
-    refs = [phone_ids(list(u.phones)) for u in utts]
-    return 100.0 * phone_error_rate(refs, decode(model, utts, **decode_kw))
+    return {
+        "loss": total / max(1, len(batches)),
+        "batches": float(len(batches)),
+        "frames": float(frames),
+    }
 
 
 def cosine_lr(lr: float, epoch: int, epochs: int, floor: float = 0.05) -> float:
@@ -389,32 +324,37 @@ def train_model(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], Any] = print,
+    chunks: ChunkSettings | None = None,
+    bf16: bool = False,
 ) -> list[dict[str, float]]:
     """Train a dense model with Adam (cosine learning rate), resuming from ``checkpoint``.
 
     The checkpoint (model, optimizer, history) is written atomically after every epoch; a call
     after the last epoch trains nothing. The learning rate of epoch ``e`` is
     :func:`cosine_lr` ``(lr, e, epochs)``, so a resumed run may change ``epochs``.
+    ``chunks`` and ``bf16`` are passed to :func:`train_epoch`; the dev PER is scored in
+    float32. Each epoch seeds torch from ``(seed, epoch)``, so a resumed run repeats the
+    uninterrupted one. A ``checkpoint`` path ending in ``.safetensors`` is written with
+    :mod:`tvm_bsp.speech.train_state` (no pickle: safe to commit and share), any other with
+    :func:`tvm_bsp.prune.checkpoint.save_checkpoint`.
 
     Returns
     -------
     list of dict
-        Per epoch: ``epoch``, ``loss``, ``dev_per``.
+        Per epoch: ``epoch``, ``loss``, ``dev_per``, ``train_s`` (wall time of the epoch's
+        training) and ``frames_per_s``.
     """
-    from tvm_bsp.prune.checkpoint import load_checkpoint, save_checkpoint
-
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history: list[dict[str, float]] = []
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
-        info = load_checkpoint(checkpoint, model, optimizer)
-        history = list(info.extra.get("history", []))
-        start = info.epoch + 1
+        history, start = _resume(checkpoint, model, optimizer)
         log(f"resumed dense training after epoch {start}/{epochs}")
-    torch.manual_seed(seed + start)
     for epoch in range(start, epochs):
+        torch.manual_seed(seed * 1_000_003 + epoch)  # dropout: a resumed run repeats it
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(lr, epoch, epochs)
+        t0 = time.perf_counter()
         metrics = train_epoch(
             model,
             train,
@@ -424,13 +364,63 @@ def train_model(
             max_frames=max_frames,
             progress=progress,
             desc=f"dense epoch {epoch + 1}/{epochs}",
+            chunks=chunks,
+            bf16=bf16,
         )
-        record = {"epoch": epoch, "loss": metrics["loss"], "dev_per": evaluate_per(model, dev)}
+        wall = time.perf_counter() - t0
+        record = {
+            "epoch": epoch,
+            "loss": metrics["loss"],
+            "dev_per": evaluate_per(model, dev),
+            "train_s": wall,
+            "frames_per_s": metrics["frames"] / max(wall, 1e-9),
+        }
         history.append(record)
         log(
             f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.3f}, "
-            f"dev PER {record['dev_per']:.2f}%"
+            f"dev PER {record['dev_per']:.2f}% ({wall:.0f} s, "
+            f"{record['frames_per_s']:.0f} frames/s)"
         )
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, epoch=epoch, extra={"history": history})
+            _save(checkpoint, model, optimizer, epoch, history)
     return history
+
+
+def _resume(
+    path: str | os.PathLike, model: AcousticModel, optimizer: torch.optim.Optimizer
+) -> tuple[list[dict[str, float]], int]:
+    """Restore a dense-training checkpoint; return its history and the next epoch."""
+    if Path(path).suffix == ".safetensors":
+        from tvm_bsp.speech.train_state import load_train_state
+
+        state = load_train_state(path, model, optimizer)
+        return state.history, state.epoch + 1
+    from tvm_bsp.prune.checkpoint import load_checkpoint
+
+    info = load_checkpoint(path, model, optimizer)
+    return list(info.extra.get("history", [])), info.epoch + 1
+
+
+def _save(
+    path: str | os.PathLike,
+    model: AcousticModel,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    history: list[dict[str, float]],
+) -> None:
+    """Write a checkpoint: safetensors for a ``.safetensors`` path, else torch's format."""
+    if Path(path).suffix == ".safetensors":
+        from tvm_bsp.speech.train_state import save_train_state
+
+        save_train_state(
+            path,
+            model,
+            optimizer,
+            epoch=epoch,
+            history=history,
+            extra={"config": model.config.to_dict()},
+        )
+        return
+    from tvm_bsp.prune.checkpoint import save_checkpoint
+
+    save_checkpoint(path, model, optimizer, epoch=epoch, extra={"history": history})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -239,8 +239,18 @@ def rpc_server_command(args: argparse.Namespace) -> list[str]:
 
 
 def run_rpc_server(args: argparse.Namespace) -> int:
-    """Handler of ``tvm-bsp rpc-server``: run the server until it exits (Ctrl-C stops it)."""
-    try:
-        return subprocess.call(rpc_server_command(args))
-    except KeyboardInterrupt:
-        return 0
+    """Handler of ``tvm-bsp rpc-server``: run the server until it exits or is stopped.
+
+    Ctrl-C, SIGTERM (``kill PID``) and SIGHUP stop the server and all its processes (exit 0);
+    they also end when this process is killed (:mod:`tvm_bsp.devices.supervise`).
+    """
+    from tvm_bsp.devices.supervise import supervised_call
+
+    host, port = args.tracker
+    print(
+        f"tvm-bsp rpc-server: serving key {args.key!r} on {args.host} (ports {args.port}-"
+        f"{args.port_end}) for the tracker {host}:{port}; stop with Ctrl-C or kill {os.getpid()}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return supervised_call(rpc_server_command(args))

@@ -168,3 +168,27 @@ def test_bidirectional_bspc_under_qemu(tmp_path):
     np.testing.assert_allclose(outs["y"], y_ref, atol=ATOL)
     np.testing.assert_allclose(outs["h"], h_ref, atol=ATOL)
     assert "stream" not in outs
+
+
+@pytest.mark.slow
+@pytest.mark.opencl
+def test_bidirectional_bspc_on_pocl():
+    """OpenCL reuses its forward kernels for both directions (flip and concat are Relax ops)."""
+    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.testing.opencl import opencl_available, run_relax_function
+
+    if not opencl_available():
+        pytest.skip("no OpenCL device (POCL)")
+    torch.manual_seed(13)
+    module = _module("gru", 2, False, False)  # (the POCL runner has no tanh for the head)
+    prune(module)
+    cm = tvm_bsp.compile_model(module, target="opencl-mali")
+    assert cm.sparse
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 2, I)).astype(np.float32)
+    state = random_state(cm.model, 2, 7)
+    target = resolve_target("opencl-mali", host="host")
+    y, h = run_relax_function(cm.ir, "forward", [x, state], target)
+    y_ref, h_ref = _torch(module, "gru", x, state)
+    np.testing.assert_allclose(y, y_ref, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(h, h_ref, atol=ATOL, rtol=0)

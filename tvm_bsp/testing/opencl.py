@@ -399,7 +399,7 @@ def run_relax_function(
     A small interpreter for the modules :func:`tvm_bsp.passes.rnn_pipeline` produces: it walks
     the function's bindings; every ``call_tir`` runs its PrimFunc through
     :func:`build_opencl_program` (TVM's OpenCL code, host side re-created), ``reshape`` /
-    ``stack`` / tuples are evaluated with numpy. Anything else raises
+    ``stack`` / ``flip`` / ``concat`` / tuples are evaluated with numpy. Anything else raises
     :class:`NotImplementedError`.
 
     Parameters
@@ -480,6 +480,10 @@ def run_relax_function(
             return value(expr.args[0]).reshape(shape_of(expr.ty))
         if name == "relax.stack":
             return np.stack(value(expr.args[0]), axis=int(expr.attrs.axis))
+        if name == "relax.flip":  # reverse directions of bidirectional layers
+            return np.ascontiguousarray(np.flip(value(expr.args[0]), int(expr.attrs.axis)))
+        if name == "relax.concat":
+            return np.concatenate(value(expr.args[0]), axis=int(expr.attrs.axis))
         raise NotImplementedError(f"Relax operator {name} is not supported by the runner")
 
     body = func.body

@@ -51,6 +51,7 @@ def _meta(
         "directions": model.num_directions,
         "proj_size": model.proj_size,
         "streamable": model.streamable,
+        "streamable_reason": model.streamable_reason,
         "target": str(target),
         "sparse": sparse,
         "threads": threads,

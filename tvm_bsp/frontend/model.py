@@ -348,6 +348,18 @@ class RNNModel:
         return not any(d.reverse for layer in self.layers for d in layer.directions())
 
     @property
+    def streamable_reason(self) -> str | None:
+        """Why the model cannot stream (None if it can): its first reverse direction."""
+        for _, k, d in self.directions():
+            if d.reverse:
+                kind = "bidirectional" if self.layers[k].backward is d else "reverse"
+                return (
+                    f"recurrent layer {k} is {kind}: its backward direction "
+                    f"({d.name('weight_hh', k)}) reads the utterance from its end"
+                )
+        return None
+
+    @property
     def rnn_output_size(self) -> int:
         """Features per frame of the last recurrent layer (what the head reads)."""
         return self.layers[-1].output_size

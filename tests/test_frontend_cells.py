@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from rnn_torch_cases import ATOL, kernel_kinds, prune
+from rnn_torch_cases import ATOL, kernel_kinds, prune, run_arm64
 from torch import nn
 
 import tvm_bsp
@@ -101,3 +101,23 @@ def test_cell_inside_a_container_is_refused_by_name():
 
     with pytest.raises(tvm_bsp.frontend.UnsupportedModuleError, match="'cell' is GRUCell"):
         from_torch(Looped())
+
+
+@pytest.mark.slow
+@pytest.mark.aarch64
+def test_pruned_lstm_cell_under_qemu(tmp_path):
+    from tvm_bsp.devices.aarch64 import require_arm64
+
+    require_arm64()
+    torch.manual_seed(14)
+    cell = _cell("lstm")
+    prune(cell)
+    cm = tvm_bsp.compile_model(cell, target="arm64", knobs={"min_parallel_macs": 0})
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 2, I)).astype(np.float32)
+    state = (0.5 * rng.standard_normal(cm.model.state_shape(2))).astype(np.float32)
+    outs = run_arm64(cm, x, state, tmp_path)
+    y_ref, s_ref = _torch_steps(cell, "lstm", x, state)
+    np.testing.assert_allclose(outs["y"], y_ref, atol=ATOL)
+    np.testing.assert_allclose(outs["h"], s_ref, atol=ATOL)
+    np.testing.assert_allclose(outs["stream"], y_ref, atol=ATOL)

@@ -2,22 +2,23 @@
 
 File contents (all plain numeric arrays): ``format`` (the string ``"bspc"`` as bytes),
 ``version``, ``shape`` (2), ``grid`` (``row_blocks, col_blocks``), ``block_row_ptr``, ``rows``,
-``block_col_ptr``, ``cols``, ``values``, ``reorder``. Loading never unpickles, checks the
-format tag and version, and validates every invariant before returning, so a corrupt or
-hostile file raises :class:`~tvm_bsp.bspc.errors.BSPCFormatError` and never reaches a kernel.
+``block_col_ptr``, ``cols``, ``values``, ``reorder``. Loading never unpickles, checks every
+declared size before inflating anything (:mod:`tvm_bsp.bspc.npz`: zip bombs, lying headers),
+checks the format tag and version, and validates every invariant before returning, so a corrupt
+or hostile file raises :class:`~tvm_bsp.bspc.errors.BSPCFormatError` and never reaches a kernel.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from tvm_bsp.bspc.errors import BSPCFormatError
 from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.bspc.npz import DEFAULT_MAX_BYTES, DEFAULT_MAX_RATIO, GuardedNpz
 
 FORMAT_TAG = b"bspc"
 FORMAT_VERSION = 1
@@ -69,43 +70,105 @@ def save_bspc(matrix: BSPCMatrix, path: str | os.PathLike) -> Path:
     )
 
 
-def load_bspc(path: str | os.PathLike) -> BSPCMatrix:
-    """Load and validate a BSPC ``.npz`` file.
+def load_bspc(
+    path: str | os.PathLike,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> BSPCMatrix:
+    """Load and validate a BSPC ``.npz`` file, trusting none of the sizes it declares.
+
+    Every member's declared size is checked before it is inflated (:mod:`tvm_bsp.bspc.npz`),
+    and against the structure: the pointer arrays must fit the grid, ``rows`` / ``cols`` the
+    pointers, ``values`` the blocks' kept rows x kept columns and ``reorder`` the row count.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.npz`` written by :func:`save_bspc`.
+    max_bytes : int
+        Cap on the bytes the file's arrays may declare in total (default 2 GiB).
+    max_ratio : float
+        Cap on how many times an array over 8 MiB may expand from its compressed size
+        (default 200; zeros compress about 1000x).
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     BSPCFormatError
-        If the file is not a readable ``.npz`` (truncated, not a zip, pickled data), lacks an
-        array, has another format tag or version, or breaks an invariant of the format.
+        If the file is not a zip archive (random bytes, pickle), is truncated, lacks an array,
+        holds pickled objects, declares sizes that disagree with its contents or structure or
+        pass the caps, has another format tag or version, or breaks an invariant of the format.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no BSPC file at {path}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with GuardedNpz(path, max_bytes, max_ratio) as npz:
             missing = [k for k in ("format", "version", "shape", "grid", *_ARRAYS) if k not in npz]
             if missing:
-                raise BSPCFormatError(f"{path}: not a BSPC file, missing arrays {missing}")
-            data = {k: npz[k] for k in ("format", "version", "shape", "grid", *_ARRAYS)}
-    except BSPCFormatError:
-        raise
-    except ValueError as err:  # numpy refuses pickled content / object arrays
-        raise BSPCFormatError(f"{path}: refused to load pickled data ({err})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as err:
-        raise BSPCFormatError(f"{path}: unreadable or truncated .npz ({err})") from None
-    if data["format"].tobytes() != FORMAT_TAG:
-        raise BSPCFormatError(f"{path}: format tag is not 'bspc'")
-    version = int(data["version"])
-    if version != FORMAT_VERSION:
-        raise BSPCFormatError(f"{path}: BSPC version {version}, this reader knows {FORMAT_VERSION}")
-    for name in ("shape", "grid"):
-        if data[name].shape != (2,) or data[name].dtype.kind not in "iu":
-            raise BSPCFormatError(f"{path}: {name} must hold two integers")
-    shape = tuple(int(v) for v in data["shape"])
-    row_blocks, col_blocks = (int(v) for v in data["grid"])
-    try:
-        return BSPCMatrix(shape, row_blocks, col_blocks, *(data[k] for k in _ARRAYS))
+                raise BSPCFormatError(f"not a BSPC file, missing arrays {missing}")
+            return _read_matrix(npz)
     except BSPCFormatError as err:
         raise BSPCFormatError(f"{path}: {err}") from None
+    except OSError as err:
+        raise BSPCFormatError(f"{path}: unreadable ({err})") from None
+
+
+def _small(npz: GuardedNpz, name: str, ndim: int, size: int) -> np.ndarray:
+    member = npz.member(name)
+    if len(member.shape) != ndim or member.count != size or member.dtype.kind not in "iu":
+        what = "one integer" if ndim == 0 else f"{size} integers"
+        raise BSPCFormatError(f"{name} must hold {what}, got {member.dtype} {member.shape}")
+    return npz.read(name)
+
+
+def _expect(npz: GuardedNpz, name: str, count: int, why: str) -> np.ndarray:
+    member = npz.member(name)
+    if len(member.shape) != 1 or member.count != count:
+        raise BSPCFormatError(f"{name} declares shape {member.shape}, {why} needs ({count},)")
+    return npz.read(name)
+
+
+def _read_matrix(npz: GuardedNpz) -> BSPCMatrix:
+    for name in ("format", "version", "shape", "grid", *_ARRAYS):
+        npz.member(name)  # every header (and the size caps) checked before any large read
+    fmt = npz.member("format")
+    if fmt.dtype != np.uint8 or fmt.count != len(FORMAT_TAG):
+        raise BSPCFormatError("format tag is not 'bspc'")
+    if npz.read("format").tobytes() != FORMAT_TAG:
+        raise BSPCFormatError("format tag is not 'bspc'")
+    version = int(_small(npz, "version", 0, 1))
+    if version != FORMAT_VERSION:
+        raise BSPCFormatError(f"BSPC version {version}, this reader knows {FORMAT_VERSION}")
+    for name in ("shape", "grid"):
+        member = npz.member(name)
+        if member.shape != (2,) or member.dtype.kind not in "iu":
+            raise BSPCFormatError(f"{name} must hold two integers")
+    M, N = (int(v) for v in npz.read("shape"))
+    rb, cb = (int(v) for v in npz.read("grid"))
+    if M < 1 or N < 1:
+        raise BSPCFormatError(f"shape must be two positive integers, got {(M, N)}")
+    if not (1 <= rb <= M and 1 <= cb <= N):
+        raise BSPCFormatError(f"bad block grid {rb}x{cb} for a {M}x{N} matrix")
+    grid = f"the {rb}x{cb} grid"
+    rptr = _expect(npz, "block_row_ptr", rb * cb + 1, grid)
+    cptr = _expect(npz, "block_col_ptr", rb * cb + 1, grid)
+    reorder = _expect(npz, "reorder", M, f"a matrix of {M} rows")
+    if rptr.dtype.kind not in "iu" or cptr.dtype.kind not in "iu":
+        raise BSPCFormatError("block_row_ptr and block_col_ptr must be integer arrays")
+    rows = _expect(npz, "rows", int(rptr[-1]), "block_row_ptr[-1]")
+    cols = _expect(npz, "cols", int(cptr[-1]), "block_col_ptr[-1]")
+    nrows, ncols = np.diff(rptr.astype(np.int64)), np.diff(cptr.astype(np.int64))
+    if (nrows < 0).any() or (ncols < 0).any():
+        raise BSPCFormatError("block_row_ptr and block_col_ptr must be non-decreasing")
+    need = int(np.dot(nrows, ncols))
+    declared = npz.member("values").count
+    if declared != need:
+        raise BSPCFormatError(
+            f"values declares {declared} entries but the blocks' kept rows x kept columns "
+            f"need {need}"
+        )
+    values = npz.read("values")
+    return BSPCMatrix((M, N), rb, cb, rptr, rows, cptr, cols, values, reorder)

@@ -153,22 +153,85 @@ def load_bspc_dir(out_dir: str | os.PathLike) -> tuple[dict[str, BSPCMatrix], di
 
     Raises
     ------
+    FileNotFoundError
+        If the index or a file it names is missing.
     ValueError
-        If the index is not an export index or names a file outside the directory.
+        If the index is malformed (:func:`read_index`) or an entry's shape is not its file's.
+    tvm_bsp.bspc.BSPCFormatError
+        If a file is not a valid BSPC file (:func:`tvm_bsp.bspc.load_bspc`).
     """
     root = Path(out_dir)
-    index = json.loads((root / INDEX_NAME).read_text())
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{root / INDEX_NAME} is not a {INDEX_FORMAT} file")
-    if index.get("version") != INDEX_VERSION:
-        raise ValueError(f"{root / INDEX_NAME}: version {index.get('version')!r} unsupported")
+    index = read_index(root)
     matrices = {}
     for name, entry in index["tensors"].items():
+        try:
+            matrices[name] = load_bspc(root / entry["file"])
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{root / INDEX_NAME}: entry {name!r}: {err}") from None
+        shape = entry.get("shape")
+        if shape is not None and list(shape) != list(matrices[name].shape):
+            raise ValueError(
+                f"{root / INDEX_NAME}: entry {name!r} says shape {shape}, its file holds "
+                f"{matrices[name].shape}"
+            )
+    return matrices, index
+
+
+def read_index(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and check the ``index.json`` of an export directory (no ``.npz`` is opened).
+
+    Returns
+    -------
+    dict
+        The index; ``index["tensors"]`` maps each name to an entry whose ``file`` is a plain
+        file name inside the directory.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no index.
+    ValueError
+        If the index is not valid JSON, not an export index of this version, or an entry lacks
+        its ``file``, names a file outside the directory or has a bad ``shape`` (each message
+        names the entry).
+    """
+    where = Path(out_dir) / INDEX_NAME
+    if not where.is_file():
+        raise FileNotFoundError(f"no BSPC export index {where}")
+    try:
+        index = json.loads(where.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{where} is not valid JSON: {err}") from None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+        raise ValueError(f"{where} is not a {INDEX_FORMAT} file")
+    if index.get("version") != INDEX_VERSION:
+        raise ValueError(
+            f"{where}: version {index.get('version')!r} unsupported (this reader knows "
+            f"{INDEX_VERSION})"
+        )
+    if "tensors" not in index:
+        raise ValueError(f"{where} has no 'tensors'")
+    tensors = index["tensors"]
+    if not isinstance(tensors, dict):
+        raise ValueError(f"{where}: tensors must be an object {{name: entry}}, got "
+                         f"{type(tensors).__name__}")  # fmt: skip
+    for name, entry in tensors.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: entry {name!r} must be an object, got {entry!r}")
+        if "file" not in entry:
+            raise ValueError(f"{where}: entry {name!r} has no 'file'")
         fname = entry["file"]
         if not isinstance(fname, str) or Path(fname).name != fname or fname in ("", ".", ".."):
-            raise ValueError(f"index entry {name!r} names a file outside the directory: {fname!r}")
-        matrices[name] = load_bspc(root / fname)
-    return matrices, index
+            raise ValueError(f"{where}: entry {name!r} names a file outside the directory: "
+                             f"{fname!r}")  # fmt: skip
+        shape = entry.get("shape")
+        if shape is not None and not (
+            isinstance(shape, list)
+            and len(shape) == 2
+            and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        ):
+            raise ValueError(f"{where}: entry {name!r} has a bad shape {shape!r}")
+    return index
 
 
 def _masks_and_grids(

@@ -90,6 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-only", action="store_true", help="train nothing; report the finished rows"
     )
     p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train the dense model even where the shipped one fits these settings",
+    )
+    p.add_argument(
+        "--resume-from",
+        type=Path,
+        default=None,
+        help="dense-training checkpoint (.safetensors) to continue from (a long run's commit)",
+    )
+    p.add_argument(
+        "--ship",
+        type=Path,
+        default=None,
+        help="after the run, write the dense model and the BSP rows as pretrained files here",
+    )
+    p.add_argument(
         "--dense-only",
         action="store_true",
         help="train (or resume) the dense model only, print its PER and stop",
@@ -138,6 +155,39 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     return config
 
 
+def shipped_dense_for(config) -> Path | None:
+    """The shipped dense model when it was trained with ``config``'s settings, else None."""
+    from tvm_bsp.speech.pretrained import read_meta
+    from tvm_bsp.speech.ship import shipped_dir
+
+    path = shipped_dir() / "dense.safetensors"
+    if not path.exists():
+        return None
+    if read_meta(path)["info"].get("settings") != json.loads(json.dumps(config.core())):
+        print(
+            f"note: {path} was trained with other settings: training a dense model", file=sys.stderr
+        )
+        return None
+    return path
+
+
+def ship(args: argparse.Namespace, config) -> None:
+    """Write the run's dense model and BSP rows as pretrained files (``--ship``)."""
+    from tvm_bsp.speech.corpus import load_split
+    from tvm_bsp.speech.ship import ship_run
+
+    corpus = (
+        Path(args.corpus)
+        if args.corpus
+        else Path(args.work)
+        / (f"corpus-{config.n_train}-{config.n_dev}-{config.n_test}-s{config.corpus_seed}")
+    )
+    command = "python scripts/table1.py " + " ".join(args.argv)
+    files = ship_run(args.work, args.ship, command=command, test_utts=load_split(corpus, "test"))
+    for path in files:
+        print(f"shipped {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
 def details_path(json_path: str | Path) -> Path:
     """The sidecar of ``--json PATH`` (``table1.json`` -> ``table1.details.json``)."""
     path = Path(json_path)
@@ -147,6 +197,7 @@ def details_path(json_path: str | Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the experiment and write the requested outputs; return the exit code."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     import torch
 
     torch.set_num_threads(max(1, args.threads))
@@ -160,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.dense_only:
         config = with_overrides(config, methods=())
+    dense_from = None if args.from_scratch else shipped_dense_for(config)
     t0 = time.time()
     try:
         summary = run_experiment(
@@ -169,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             report_only=args.report_only,
             jobs=args.jobs,
+            dense_from=dense_from,
+            resume_from=args.resume_from,
         )
+        if args.ship is not None:
+            ship(args, config)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

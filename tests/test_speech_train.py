@@ -128,15 +128,7 @@ def test_save_and_load_model(tmp_path):
 
 
 # ----------------------------------------------------------------------------- tiny corpus
-
-
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    from tvm_bsp.speech.corpus import generate_corpus, load_split
-
-    root = tmp_path_factory.mktemp("tiny") / "corpus"
-    generate_corpus(root, 40, 10, 10, seed=3, progress=False)
-    return root, {s: load_split(root, s) for s in ("train", "dev", "test")}
+# (the ``tiny_corpus`` fixture lives in conftest.py)
 
 
 @needs_synth

@@ -33,6 +33,7 @@ is always the dense model.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from tvm_bsp.speech.experiment_config import (
     settings_digest,
     with_overrides,
 )
-from tvm_bsp.speech.experiment_dense import choose_decoding, evaluate, train_dense
+from tvm_bsp.speech.experiment_dense import adopt_dense, choose_decoding, evaluate, train_dense
 from tvm_bsp.speech.experiment_parallel import run_chains_in_parallel
 from tvm_bsp.speech.experiment_rows import (
     RowContext,
@@ -126,6 +127,8 @@ def run_experiment(
     echo: Callable[[str], Any] | None = print,
     report_only: bool = False,
     jobs: int = 1,
+    dense_from: str | os.PathLike | None = None,
+    resume_from: str | os.PathLike | None = None,
 ) -> RunSummary:
     """Run (or resume) the whole experiment (module docstring).
 
@@ -143,6 +146,13 @@ def run_experiment(
         Receives the log lines (``print`` by default).
     report_only : bool
         Train nothing: report the finished rows only (needs the finished dense model).
+    dense_from : path-like, optional
+        A shipped dense model (:mod:`tvm_bsp.speech.ship`) to use instead of training one,
+        when the work directory has none (its settings must be ``config``'s).
+    resume_from : path-like, optional
+        A dense-training checkpoint (``.safetensors``, :mod:`tvm_bsp.speech.train_state`) to
+        continue from when the work directory has none (e.g. one committed by an earlier
+        session of a long run).
     jobs : int
         Worker processes for the method chains after dense training (each with one torch
         thread; ``1``: everything in this process). The chains are independent, so on a
@@ -164,6 +174,13 @@ def run_experiment(
     train, evals = load_data(work, config, progress, corpus_dir)
     if report_only and not (work.root / "dense" / "eval.json").exists():
         raise ValueError(f"{work.root} has no finished dense model to report on")
+    if dense_from is not None:
+        adopt_dense(work, config, dense_from)
+    ckpt = work.root / "dense" / "train.safetensors"
+    if resume_from is not None and not ckpt.exists():
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(resume_from, ckpt)
+        work.log(f"dense training resumes from {resume_from}")
     dense, dense_record, trained = train_dense(work, config, train, evals, progress)
     decode = dense_record["decode"]
     finished_before = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -37,6 +38,36 @@ def choose_decoding(
     best = min(scores, key=scores.__getitem__)
     s, r = (int(v) for v in best.split(","))
     return {"smooth": s, "min_run": r}, scores
+
+
+def adopt_dense(work: Work, config: ExperimentConfig, source: str | os.PathLike) -> bool:
+    """Install a shipped dense model (:mod:`tvm_bsp.speech.ship`) as the run's dense model.
+
+    Does nothing (returns False) when the work directory already has a dense model.
+
+    Raises
+    ------
+    ValueError
+        If the shipped model was trained with other settings than ``config``'s.
+    """
+    from tvm_bsp.speech.pretrained import load_pretrained
+
+    ddir = work.root / "dense"
+    if (ddir / "model.pt").exists() and (ddir / "eval.json").exists():
+        return False
+    model, _, info = load_pretrained(source)
+    core = json.loads(json.dumps(config.core()))
+    if info.get("settings") != core:
+        had = info.get("settings") or {}
+        diff = sorted(k for k in set(had) | set(core) if had.get(k) != core.get(k))
+        raise ValueError(
+            f"the shipped dense model {source} was trained with other settings (differing: "
+            f"{', '.join(diff)}); train one with --from-scratch"
+        )
+    save_model(model, ddir / "model.pt", extra={"per": info["eval"]["per"], "source": str(source)})
+    write_json(ddir / "eval.json", info["eval"])
+    work.log(f"dense model: the shipped {source}")
+    return True
 
 
 def train_dense(

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +229,24 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_saved(load_model: Any, path: Path) -> Any:
+    """``load_model(path)``, with unreadable state dicts as one-line ``ValueError``s."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of payloads
+            warnings.simplefilter("ignore", UserWarning)
+            return load_model(path)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"cannot read {path}: it holds pickled objects other than tensors, refused "
+            "(loading them could run code); expected a state dict written by tvm-bsp train"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"cannot read {path} as a saved model: {first}") from None
+
+
 def run_prune(args: argparse.Namespace) -> int:
     """Handler of ``tvm-bsp prune``."""
     import torch
@@ -239,17 +259,15 @@ def run_prune(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        dense, extra = load_model(args.model)
-    except FileNotFoundError as err:
-        return _fail("prune", str(err), 1)
-    except ValueError as err:
+        dense, extra = _load_saved(load_model, args.model)
+    except (FileNotFoundError, ValueError) as err:
         return _fail("prune", str(err), 1)
     if not 0 <= args.distill <= 1:
         return _fail("prune", f"--distill must be in [0, 1], got {args.distill}", 2)
     teacher = None
     if args.teacher is not None:
         try:
-            teacher, _ = load_model(args.teacher)
+            teacher, _ = _load_saved(load_model, args.teacher)
         except (FileNotFoundError, ValueError) as err:
             return _fail("prune", f"teacher: {err}", 1)
     grid = {} if args.grid is None else {"row_blocks": args.grid[0], "col_blocks": args.grid[1]}

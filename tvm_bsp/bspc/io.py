@@ -38,15 +38,21 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     Returns
     -------
     pathlib.Path
-        The destination path. On any error the destination is left untouched.
+        The destination path, mode 0644 (less what the umask removes). On any error the
+        destination is left untouched. Temporaries that an interrupted earlier write of the same
+        path left behind are removed first (:func:`tvm_bsp.deploy.files.remove_stale_temporaries`).
     """
+    from tvm_bsp.deploy.files import current_umask, remove_stale_temporaries
+
     path = Path(path)
+    remove_stale_temporaries(path, ".tmp")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644 & ~current_umask())  # mkstemp makes 0600; exports are 0644
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -154,6 +154,16 @@ class CompiledModel:
         return export_library(self.executable, name, path)
 
 
+def _check_label_count(labels: Any, outputs: int) -> None:
+    """Refuse ``extra_meta["labels"]`` (a list or a sidecar record) naming another count."""
+    names = labels.get("labels") if isinstance(labels, Mapping) else labels
+    if names is not None and (not isinstance(names, list | tuple) or len(names) != outputs):
+        count = len(names) if isinstance(names, list | tuple) else repr(names)
+        raise ValueError(
+            f"extra_meta['labels'] names {count} labels, the model has {outputs} outputs"
+        )
+
+
 def compile_model(
     module: Any,
     target: TargetLike = "host",
@@ -216,6 +226,7 @@ def compile_model(
     if submodule is not None:
         module = select_submodule(module, submodule)
     desc = from_torch(module, prefix=f"{submodule}." if submodule else "")
+    _check_label_count((extra_meta or {}).get("labels"), desc.output_size)
     tgt = _target(target)
     check_target(desc, tgt)
     sparse = resolve_bspc(desc, bspc, grid)

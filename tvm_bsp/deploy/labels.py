@@ -16,6 +16,7 @@ Imports only the standard library (the runner uses it on the device).
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,9 @@ def make_labels(
         "labels": [str(x) for x in labels],
         "head": head,
         "blank": 0 if head == "ctc" else None,
-        "decode": {
-            "smooth": int(decode.get("smooth", 1)),
-            "min_run": int(decode.get("min_run", 1)),
-        },
+        "decode": check_decode(
+            {"smooth": decode.get("smooth", 1), "min_run": decode.get("min_run", 1)}, "decode"
+        ),
         "frame_shift_ms": FRAME_SHIFT_MS,
         **extra,
     }
@@ -143,4 +143,33 @@ def check_labels(record: Any, classes: int, where: str) -> dict[str, Any]:
     if not isinstance(labels, list) or len(labels) != classes:
         count = len(labels) if isinstance(labels, list) else "no"
         raise ValueError(f"{where} names {count} labels, the module has {classes} outputs")
+    if "decode" in record and record["decode"] is not None:
+        check_decode(record["decode"], f"{where}: decode")
     return record
+
+
+#: Largest decoding window (frames, 100 s at 10 ms) for ``smooth`` and ``min_run``.
+MAX_DECODE_FRAMES = 10_000
+
+
+def check_decode(decode: Any, where: str) -> dict[str, int]:
+    """Check ``{"smooth": int, "min_run": int}``: integers in ``[1, MAX_DECODE_FRAMES]``.
+
+    Raises
+    ------
+    ValueError
+        Naming the key and the value given (``decode.smooth = 10**12`` would allocate TiBs).
+    """
+    if not isinstance(decode, dict):
+        raise ValueError(f"{where} must be an object {{smooth, min_run}}, got {decode!r}")
+    out = dict(decode)
+    for key in ("smooth", "min_run"):
+        value = decode.get(key, 1)
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        if not ok or not 1 <= value <= MAX_DECODE_FRAMES:
+            raise ValueError(
+                f"decode.{key} must be an integer in [1, {MAX_DECODE_FRAMES}] (frames), "
+                f"got {value!r} ({where})"
+            )
+        out[key] = int(value)
+    return out

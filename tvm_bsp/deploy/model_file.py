@@ -133,21 +133,31 @@ def save_rnn_module(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from tvm_bsp.deploy.files import atomic_output
+
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
     return path, write_json(path.with_suffix(".json"), config)
 
 
+def _json_bool(config: dict[str, Any], key: str, default: bool, where: Path) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):  # bool("false") is True: accept JSON booleans only
+        raise ValueError(f"{where}: {key} must be true or false (a JSON boolean), got {value!r}")
+    return value
+
+
 def _build_rnn_module(config: dict[str, Any], where: Path) -> RNNStack:
+    bias = _json_bool(config, "bias", True, where)
+    batch_first = _json_bool(config, "batch_first", False, where)
     try:
         cls = {"gru": nn.GRU, "lstm": nn.LSTM}[config["cell"]]
         rnn = cls(
             int(config["input_size"]),
             int(config["hidden_size"]),
             int(config["num_layers"]),
-            bias=bool(config.get("bias", True)),
-            batch_first=bool(config.get("batch_first", False)),
+            bias=bias,
+            batch_first=batch_first,
         )
         outputs = config.get("head_outputs")
         head = None if outputs is None else nn.Linear(rnn.hidden_size, int(outputs))
@@ -193,6 +203,9 @@ def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
         raise ValueError(f"{path} does not fit the config in {cfg}: {err}") from None
     outputs = module.head.out_features if hasattr(module, "head") else module.rnn.hidden_size
     labels = meta.get("labels") or [str(i) for i in range(outputs)]
+    if not isinstance(labels, list) or len(labels) != outputs:
+        count = len(labels) if isinstance(labels, list) else repr(labels)
+        raise ValueError(f"{cfg}: {count} labels for {outputs} outputs of the module")
     return LoadedModel(module.eval(), list(labels))
 
 

@@ -2,7 +2,8 @@
 
 - ``tvm-bsp rpc-server`` ended by ``kill PID`` (or killed outright) leaves no process behind;
 - ``tvm-bsp tune`` against a tracker it cannot reach fails at once, naming the address;
-- bad ``--target`` is a usage error (exit 2) listing the valid targets.
+- bad ``--target`` is a usage error (exit 2) listing the valid targets;
+- ``deploy --wav`` checks the file before compiling and resamples 22050 Hz (espeak-ng) audio.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tvm_bsp.devices.rpc import free_port
@@ -190,3 +193,186 @@ def test_rpc_server_ended_by_kill_frees_its_port_and_leaves_no_process() -> None
         assert not _port_bound(port)
     finally:
         _kill_all([proc.pid, *tree])
+
+
+# --------------------------------------------------------------------------- tune + tracker
+def _run_cli(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tvm_bsp", *argv],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _closed_port() -> int:
+    port = free_port()
+    assert not _port_bound(port)
+    return port
+
+
+def test_tune_against_a_tracker_that_never_ran_fails_at_once(tmp_path: Path) -> None:
+    bspc = tmp_path / "bspc"
+    bspc.mkdir()
+    (bspc / "index.json").write_text("{}")  # never read: the tracker is checked first
+    port = _closed_port()
+    t0 = time.monotonic()
+    proc = _run_cli(
+        "tune", "--db", str(tmp_path / "db"), "--tracker", f"127.0.0.1:{port}",
+        "--key", "rk3399", str(bspc),
+    )  # fmt: skip
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stderr
+    assert "never connected to device 'rk3399'" in proc.stderr
+    assert f"127.0.0.1:{port}" in proc.stderr and "refused" in proc.stderr.lower()
+    assert "no longer registered" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 60  # TVM's client retried 60 s before; the rest is importing TVM
+    assert not (tmp_path / "db").exists() or not any((tmp_path / "db").iterdir())
+
+
+def test_tracker_check_of_a_port_that_is_not_a_tracker() -> None:
+    from tvm_bsp.tune.tracker import TrackerError, check_tracker, tracker_problem
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+
+        def answer_garbage() -> None:
+            for _ in range(2):
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(4)
+                    conn.sendall(b"HTTP")
+
+        import threading
+
+        thread = threading.Thread(target=answer_garbage, daemon=True)
+        thread.start()
+        problem = tracker_problem("127.0.0.1", port, "k", timeout=5)
+        assert problem == f"127.0.0.1:{port} answers, but it is not a TVM RPC tracker"
+        with pytest.raises(TrackerError, match="never connected to device 'k'"):
+            check_tracker("127.0.0.1", port, "k", timeout=5)
+        thread.join(5)
+
+
+def test_tracker_check_times_out_on_a_silent_port() -> None:
+    from tvm_bsp.tune.tracker import tracker_problem
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)  # accepts (kernel backlog) but never answers
+        port = srv.getsockname()[1]
+        t0 = time.monotonic()
+        problem = tracker_problem("127.0.0.1", port, "k", timeout=0.5)
+        assert time.monotonic() - t0 < 5
+    assert problem == f"the RPC tracker at 127.0.0.1:{port} did not answer in 0.5 s"
+
+
+@pytest.mark.slow
+@pytest.mark.rpc
+def test_tracker_check_names_the_missing_key_and_the_registered_ones() -> None:
+    from tvm_bsp.devices.rpc import local_rpc
+    from tvm_bsp.tune.tracker import check_tracker, tracker_problem
+
+    with local_rpc("usability-present") as (host, port, key):
+        check_tracker(host, port, key)  # registered: no error
+        problem = tracker_problem(host, port, "absent")
+    assert problem == (
+        f"no device is registered under key 'absent' with the RPC tracker at {host}:{port} "
+        "(registered keys: 'usability-present')"
+    )
+
+
+def test_times_are_rounded_for_people() -> None:
+    from tvm_bsp.tune.runner import format_us
+
+    assert format_us(0.15313938337309602) == "0.153 us"
+    assert format_us(12.3456) == "12.3 us"
+    assert format_us(3.14159) == "3.14 us"
+    assert format_us(1234.56) == "1235 us"
+    assert format_us(None) == "-"
+
+
+# --------------------------------------------------------------------------- bad --target
+@pytest.mark.parametrize("command", ["compile", "deploy", "tune"])
+def test_unknown_target_is_a_usage_error_listing_the_targets(tmp_path: Path, command: str):
+    from tvm_bsp.deploy.targets import DEPLOY_TARGETS
+
+    extra = {
+        "compile": ["-o", str(tmp_path / "m.so")],
+        "deploy": ["--out", str(tmp_path / "out")],
+        "tune": ["--db", str(tmp_path / "db")],
+    }[command]
+    proc = _run_cli(command, str(tmp_path / "model.pt"), *extra, "--target", "sparc")
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown target 'sparc'" in proc.stderr
+    for name in DEPLOY_TARGETS:
+        assert name in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- --wav input
+def _tone(rate: int, freqs: dict[float, float], secs: float = 1.0) -> np.ndarray:
+    t = np.arange(int(rate * secs)) / rate
+    return sum(a * np.sin(2 * np.pi * f * t) for f, a in freqs.items())
+
+
+def _write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> Path:
+    data = np.repeat(np.round(samples).astype("<i2")[:, None], channels, axis=1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(data.tobytes())
+    return path
+
+
+def test_a_22050_hz_wav_is_resampled_to_16_khz(tmp_path: Path, capsys) -> None:
+    from tvm_bsp.cli_wav import wav_samples
+
+    tones = {440.0: 8000.0, 1700.0: 3000.0, 5200.0: 1500.0}
+    # a 10 kHz tone cannot exist at 16 kHz: the resampler must filter it, not alias it
+    wav = _write_wav(tmp_path / "espeak.wav", _tone(22050, {**tones, 10_000.0: 2000.0}), 22050, 2)
+    x = wav_samples(wav)
+    assert "22050 Hz; resampled to the models' 16000 Hz" in capsys.readouterr().err
+    ref = _tone(16000, tones)  # the same signal, generated at 16 kHz
+    assert abs(len(x) - len(ref)) <= 1
+    n = min(len(x), len(ref))
+    assert np.abs(x[200 : n - 200] - ref[200 : n - 200]).max() < 0.005 * 8000
+
+
+def test_a_16_khz_wav_is_taken_as_it_is(tmp_path: Path, capsys) -> None:
+    from tvm_bsp.cli_wav import wav_samples
+
+    samples = np.round(_tone(16000, {300.0: 5000.0}, 0.2))
+    x = wav_samples(_write_wav(tmp_path / "a.wav", samples, 16000))
+    np.testing.assert_array_equal(x, samples.astype(np.float32))
+    assert capsys.readouterr().err == ""
+
+
+def test_wav_input_is_checked_before_compiling(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not a wav file at all")
+    out = tmp_path / "out"
+    # the model file does not even exist: the WAV is refused first, nothing compiled
+    proc = _run_cli("deploy", str(tmp_path / "model.pt"), "--out", str(out), "--wav", str(bad))
+    assert proc.returncode == 1
+    assert f"{bad} is not a PCM WAV file" in proc.stderr
+    assert not (out / "model.so").exists()
+    short = _write_wav(tmp_path / "short.wav", np.zeros(100), 22050)
+    proc = _run_cli("deploy", str(tmp_path / "model.pt"), "--out", str(out), "--wav", str(short))
+    assert proc.returncode == 1 and "too short for one 25 ms frame" in proc.stderr
+
+
+def test_a_22050_hz_wav_reaches_the_model_step(tmp_path: Path) -> None:
+    wav = _write_wav(tmp_path / "hello.wav", _tone(22050, {500.0: 4000.0}, 0.5), 22050)
+    model = tmp_path / "missing.pt"
+    proc = _run_cli("deploy", str(model), "--out", str(tmp_path / "out"), "--wav", str(wav))
+    assert "resampled to the models' 16000 Hz" in proc.stderr
+    assert "sample rate" not in proc.stderr  # not refused for its rate
+    features = np.load(tmp_path / "out" / "hello.npy")
+    assert features.shape == (48, 39)  # 0.5 s at a 10 ms shift, 25 ms window: 1 + (8000-400)//160
+    assert proc.returncode == 1 and str(model) in proc.stderr  # then: the model is missing

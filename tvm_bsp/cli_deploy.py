@@ -23,8 +23,11 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+from tvm_bsp.cli_wav import wav_features
 
 _TARGET_HELP = "host, arm64, android-arm64 (needs TVM_NDK_CC), opencl-mali, opencl-adreno"
 
@@ -40,7 +43,11 @@ def _positive(text: str) -> int:
 
 
 def _add_compile_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default="host", help=f"{_TARGET_HELP} (default host)")
+    from tvm_bsp.tune.cli import target_name
+
+    p.add_argument(
+        "--target", type=target_name, default="host", help=f"{_TARGET_HELP} (default host)"
+    )
     p.add_argument(
         "--bspc",
         default="auto",
@@ -82,7 +89,9 @@ def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     _add_compile_options(p)
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--wav", type=Path, help="16 kHz 16-bit PCM WAV (features made here)")
+    source.add_argument(
+        "--wav", type=Path, help="16-bit PCM WAV (resampled to 16 kHz if needed; features here)"
+    )
     source.add_argument("--features", type=Path, help="(T, 39) float32 features .npy/.npz")
     p.add_argument(
         "--utterance", action="store_true", help="the runner calls forward once (not per frame)"
@@ -107,6 +116,11 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         module.add_arguments(b)
         b.set_defaults(handler=module.run_args)
     return p
+
+
+def _progress(message: str) -> None:
+    """A progress line of a long step (stderr)."""
+    print(f"tvm-bsp: {message}", file=sys.stderr, flush=True)
 
 
 def _fail(command: str, message: str, code: int = 1) -> int:
@@ -190,48 +204,6 @@ def _copy_atomic(src: Path, dest: Path) -> Path:
     with atomic_output(dest) as tmp:
         shutil.copyfile(src, tmp)
     return dest.absolute()
-
-
-def read_wav(path: Path) -> tuple[Any, int]:
-    """Read a 16-bit PCM WAV as an int16-range float array (channels averaged) and its rate."""
-    import wave
-
-    import numpy as np
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no WAV file at {path}")
-    try:
-        with wave.open(str(path), "rb") as w:
-            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
-            data = w.readframes(w.getnframes())
-    except (wave.Error, EOFError) as err:
-        raise ValueError(f"{path} is not a PCM WAV file: {err}") from None
-    if width != 2:
-        raise ValueError(f"{path}: expected 16-bit samples, got {8 * width}-bit")
-    samples = np.frombuffer(data, "<i2").astype(np.float32).reshape(-1, channels).mean(1)
-    return samples, rate
-
-
-def wav_features(wav: Path, out_dir: Path) -> Path:
-    """MFCC-39 features of a 16 kHz WAV (as in training), saved as ``out_dir/<name>.npy``."""
-    import numpy as np
-
-    from tvm_bsp.bspc import atomic_write
-    from tvm_bsp.speech.features import SAMPLE_RATE, compute_features
-
-    samples, rate = read_wav(wav)
-    if rate != SAMPLE_RATE:
-        raise ValueError(f"{wav}: sample rate {rate} Hz; the models use {SAMPLE_RATE} Hz")
-    if len(samples) < SAMPLE_RATE // 40:
-        raise ValueError(f"{wav}: too short for one 25 ms frame")
-    feats = compute_features(samples, "mfcc", rate)
-    dest = out_dir / f"{wav.stem}.npy"
-
-    def write(f: Any) -> None:
-        np.save(f, np.ascontiguousarray(feats, np.float32), allow_pickle=False)
-
-    atomic_write(dest, write)
-    return dest
 
 
 _DEVICE_FILES = (
@@ -318,6 +290,13 @@ def run_deploy(args: argparse.Namespace) -> int:
         deploy = get_deploy_target(args.target)
         out: Path = args.out
         so = out / "model.so"
+        # the inputs first: a bad WAV or feature file fails before minutes of compiling
+        feats = args.features
+        if feats is not None and not feats.is_file():
+            raise FileNotFoundError(f"no feature file at {feats}")
+        if args.wav is not None:
+            feats = wav_features(args.wav, out)
+            print(f"features of {args.wav}: {feats}")
         if args.model.suffix == ".so":
             if not args.model.is_file():
                 raise FileNotFoundError(f"no compiled module at {args.model}")
@@ -327,18 +306,8 @@ def run_deploy(args: argparse.Namespace) -> int:
                 _copy_atomic(sidecar, so.with_name(so.name + ".json"))
             print(f"copied {args.model} to {so}")
         else:
-            if args.features is not None and not args.features.is_file():
-                raise FileNotFoundError(f"no feature file at {args.features}")
-            if args.wav is not None and not args.wav.is_file():
-                raise FileNotFoundError(f"no WAV file at {args.wav}")
             so, _, cm = compile_to(args, so)
             print(f"wrote {so} ({len(cm.meta.get('sparse', []))} BSPC weights) and its sidecar")
-        feats = args.features
-        if args.wav is not None:
-            feats = wav_features(args.wav, out)
-            print(f"features of {args.wav}: {feats}")
-        elif feats is not None and not feats.is_file():
-            raise FileNotFoundError(f"no feature file at {feats}")
     except (NotImplementedError, RuntimeError) as err:
         return _fail("deploy", str(err))
     if feats is None:
@@ -346,9 +315,13 @@ def run_deploy(args: argparse.Namespace) -> int:
     if deploy.runs_here:
         return _run_here(so, feats, args.utterance)
     if deploy.emulated_here:
-        print(f"running the {deploy.name} build under qemu-user (aarch64 emulator)")
+        print(f"running the {deploy.name} build under qemu-user (aarch64 emulator)", flush=True)
+        _progress(f"running {so} under qemu-user (emulated aarch64: can take minutes) ...")
+        t0 = time.monotonic()
         try:
-            return _run_qemu(so, feats, args.utterance)
+            code = _run_qemu(so, feats, args.utterance)
+            _progress(f"emulated run finished in {time.monotonic() - t0:.0f} s (exit {code})")
+            return code
         except subprocess.TimeoutExpired as err:
             return _fail("deploy", f"the emulated runner did not finish in {err.timeout:.0f} s")
         except RuntimeError as err:  # the emulator became unusable

@@ -43,6 +43,17 @@ def _tracker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def target_name(text: str) -> str:
+    """``--target`` value: a named target (bad ones are usage errors listing the valid names)."""
+    from tvm_bsp.deploy.targets import DEPLOY_TARGETS
+
+    if text not in DEPLOY_TARGETS:
+        raise argparse.ArgumentTypeError(
+            f"unknown target {text!r}; choose from {', '.join(DEPLOY_TARGETS)}"
+        )
+    return text
+
+
 def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``tune`` subcommand (handler in ``func``) to an ``add_subparsers()`` object.
 
@@ -76,7 +87,10 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
         "its records are applied when timing)",
     )
     p.add_argument(
-        "--target", default="host", help="host, arm64, opencl-mali, opencl-adreno (default host)"
+        "--target",
+        type=target_name,
+        default="host",
+        help="host, arm64, android-arm64, opencl-mali, opencl-adreno (default host)",
     )
     p.add_argument("--tracker", type=_tracker, default=None, help="RPC tracker HOST:PORT")
     p.add_argument("--key", default=None, help="device key registered with the tracker")
@@ -89,6 +103,9 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement")
     p.add_argument("--seed", type=int, default=0, help="seed of the random candidates")
+    p.add_argument(
+        "--verbose", action="store_true", help="also TVM's log lines (one or more per candidate)"
+    )
     p.add_argument(
         "--json",
         type=Path,
@@ -125,12 +142,38 @@ def run_tune(args: argparse.Namespace) -> int:
         return _usage("--trials must be positive")
     path: Path = args.bspc_dir
     if path.is_dir() and (path / "index.json").is_file():
-        return _tune_bspc_dir(args)
-    if path.is_file() or (path.is_dir() and (path / "model.pt").is_file()):
-        return _tune_model_file(args)
-    return _usage(
-        f"{path} is neither a model file (tvm-bsp train/prune) nor a BSPC export directory "
-        "(index.json)"
+        run = _tune_bspc_dir
+    elif path.is_file() or (path.is_dir() and (path / "model.pt").is_file()):
+        run = _tune_model_file
+    else:
+        return _usage(
+            f"{path} is neither a model file (tvm-bsp train/prune) nor a BSPC export "
+            "directory (index.json)"
+        )
+    _set_verbosity(getattr(args, "verbose", False))
+    if args.tracker is not None:  # before loading or compiling anything
+        from tvm_bsp.tune.tracker import TrackerError, check_tracker
+
+        try:
+            check_tracker(args.tracker[0], args.tracker[1], args.key)
+        except TrackerError as err:
+            print(f"tvm-bsp tune: error: {err}", file=sys.stderr)
+            return 1
+    return run(args)
+
+
+def _set_verbosity(verbose: bool) -> None:
+    """MetaSchedule's loggers at INFO (and a handler) with ``--verbose``, else WARNING.
+
+    :class:`tvm_bsp.tune.runner.Measurer` silences its worker processes' per-candidate lines
+    unless the ``tvm.s_tir.meta_schedule`` logger is enabled for INFO.
+    """
+    import logging
+
+    if verbose:
+        logging.basicConfig(level=logging.INFO)
+    logging.getLogger("tvm.s_tir.meta_schedule").setLevel(
+        logging.INFO if verbose else logging.WARNING
     )
 
 
@@ -174,6 +217,7 @@ def _tune_model_file(args: argparse.Namespace) -> int:
 
 def _tune_bspc_dir(args: argparse.Namespace) -> int:
     from tvm_bsp.prune import load_bspc_dir
+    from tvm_bsp.tune.runner import format_us
     from tvm_bsp.tune.tuner import TuningError, summarize, tune_spmm
 
     matrices, _index = load_bspc_dir(args.bspc_dir)
@@ -196,7 +240,10 @@ def _tune_bspc_dir(args: argparse.Namespace) -> int:
             break
         summary[name] = dict(summarize(res))
         speed = f" ({res.speedup:.2f}x)" if res.speedup else ""
-        print(f"   default {res.default_us} us -> best {res.best_us} us{speed}", flush=True)
+        print(
+            f"   default {format_us(res.default_us)} -> best {format_us(res.best_us)}{speed}",
+            flush=True,
+        )
     if args.json is not None:
         args.json.write_text(json.dumps(summary, indent=1))
     return status

@@ -38,6 +38,7 @@ from tvm_bsp.tune.runner import (
     TuneResult,
     check_runnable,
     cleanup_artifact,
+    format_us,
     parse_tracker,
     result_of,
 )
@@ -225,5 +226,5 @@ def tune_model(
             measurer.close()
         results[name] = result_of(db, wkey, candidates[0], measured, len(candidates) - len(todo))
         res = results[name]
-        say(f"layer {index}: default {res.default_us} us -> best {res.best_us} us")
+        say(f"layer {index}: default {format_us(res.default_us)} -> best {format_us(res.best_us)}")
     return results

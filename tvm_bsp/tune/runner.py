@@ -22,16 +22,27 @@ import numpy as np
 
 from tvm_bsp.tune import measure
 from tvm_bsp.tune.database import TuningDatabase, config_key, utc_now
+from tvm_bsp.tune.tracker import (
+    TrackerError,
+    check_tracker,
+    device_registered,
+    tracker_problem,
+    tracker_summary,
+)
 
 __all__ = [
     "Measurer",
+    "TrackerError",
     "TuneResult",
     "TuningError",
     "check_runnable",
+    "check_tracker",
     "cleanup_artifact",
     "device_registered",
+    "format_us",
     "parse_tracker",
     "result_of",
+    "tracker_summary",
 ]
 
 
@@ -143,26 +154,33 @@ def parse_tracker(tracker: tuple[str, int] | str | None) -> tuple[str, int] | No
     return (str(tracker[0]), int(tracker[1]))
 
 
-def tracker_summary(host: str, port: int) -> dict | None:
-    """The tracker's ``summary()`` (servers and queues), or ``None`` if it does not answer."""
-    from tvm.rpc.client import TrackerSession
+def format_us(value: float | None) -> str:
+    """A time in microseconds for people: ``"12.3 us"`` (3 significant digits), ``"-"``."""
+    if value is None:
+        return "-"
+    v = float(value)
+    if abs(v) >= 100:
+        return f"{v:.0f} us"
+    if abs(v) >= 10:
+        return f"{v:.1f} us"
+    if abs(v) >= 1:
+        return f"{v:.2f} us"
+    return f"{v:.3f} us"
 
-    try:
-        tracker = TrackerSession((host, port))
-        try:
-            return tracker.summary()
-        finally:
-            tracker.close()
-    except (OSError, RuntimeError):
-        return None
 
+def quiet_worker_logs() -> None:
+    """Initializer of the runner's worker processes: no INFO line per candidate.
 
-def device_registered(host: str, port: int, key: str) -> bool:
-    """Whether a server with device ``key`` is registered with the tracker at ``host:port``."""
-    summary = tracker_summary(host, port)
-    if summary is None:
-        return False
-    return any(s.get("key") == f"server:{key}" for s in summary.get("server_info", []))
+    An in-process :class:`tvm.rpc.LocalSession` logs ``load_module PATH`` at INFO on the
+    ``RPCServer`` logger (which has its own handler) for every candidate; MetaSchedule's
+    loggers are raised to WARNING too.
+    """
+    import logging
+
+    import tvm.rpc.server  # noqa: F401  (sets the RPCServer logger to INFO on import)
+
+    for name in ("RPCServer", "tvm.s_tir.meta_schedule"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def check_runnable(tgt: Any, remote: bool, key: str | None) -> None:
@@ -195,6 +213,12 @@ def cleanup_artifact(path: str) -> None:
         p.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         Path(path).parent.rmdir()
+
+
+def _verbose() -> bool:
+    import logging
+
+    return logging.getLogger("tvm.s_tir.meta_schedule").isEnabledFor(logging.INFO)
 
 
 class Measurer:
@@ -246,6 +270,8 @@ class Measurer:
         self.db, self.wl, self.wkey, self.tgt = db, dict(wl), wkey, tgt
         self.tracker, self.key = tracker, key
         self.remote = tracker is not None
+        if tracker is not None:  # at once, not after the first candidate's retries
+            check_tracker(tracker[0], int(tracker[1]), key or "")
         self.max_failures = max_failures
         self.failures = 0
         self.callback = callback
@@ -273,6 +299,8 @@ class Measurer:
             f_upload_module=measure.upload_module,
             f_alloc_argument=measure.alloc_arguments,
             f_run_evaluator=getattr(measure, run_evaluator),
+            # per-candidate INFO lines of the workers only when MetaSchedule logs at INFO
+            initializer=None if _verbose() else quiet_worker_logs,
         )
         self.device_type = "cpu" if tgt.kind.name == "llvm" else tgt.kind.name
 
@@ -306,7 +334,7 @@ class Measurer:
         }
         self.db.append(self.wl, rec)
         n = len(self.db.records(self.wkey))
-        msg = f"{rec['median_us']:.2f} us" if us else f"failed: {error}"
+        msg = format_us(rec["median_us"]) if us else f"failed: {error}"
         self.say(f"  {config_key(cfg)}: {msg}")
         if self.callback is not None:
             self.callback(rec, n)
@@ -322,9 +350,10 @@ class Measurer:
             self.db_file,
         )
 
-    def _registered(self) -> bool:
+    def _problem(self) -> str | None:
+        """Why the device cannot be reached now (``None``: it is registered)."""
         assert self.tracker is not None and self.key is not None
-        return device_registered(self.tracker[0], int(self.tracker[1]), self.key)
+        return tracker_problem(self.tracker[0], int(self.tracker[1]), self.key)
 
     def measure(
         self,
@@ -354,8 +383,9 @@ class Measurer:
         from tvm.s_tir.meta_schedule.arg_info import TensorInfo
 
         measure.save_arguments(artifact, list(arrays), threads)
-        if self.remote and not self._registered():
-            raise self.stop(f"device {self.key!r} is no longer registered with the tracker")
+        problem = self._problem() if self.remote else None
+        if problem is not None:
+            raise self.stop(f"device {self.key!r} became unavailable: {problem}")
         infos = [TensorInfo(str(a.dtype), [int(s) for s in a.shape]) for a in arrays]
         rin = ms.runner.RunnerInput(artifact, self.device_type, infos)
         t0 = time.monotonic()
@@ -363,10 +393,11 @@ class Measurer:
         result = future.result()
         error = result.error_msg
         if error:
-            if self.remote and not self._registered():
+            problem = self._problem() if self.remote else None
+            if problem is not None:
                 raise self.stop(
-                    f"device {self.key!r} dropped off the tracker while measuring "
-                    f"{config_key(cfg)} ({time.monotonic() - t0:.0f} s)"
+                    f"device {self.key!r} became unavailable while measuring "
+                    f"{config_key(cfg)} ({time.monotonic() - t0:.0f} s): {problem}"
                 )
             self.failures += 1
             if self.failures >= self.max_failures:

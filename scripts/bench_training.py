@@ -58,7 +58,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", dest="json_path", default=None)
+    p.add_argument(
+        "--accuracy-epochs",
+        type=int,
+        default=0,
+        help="also train each of float32 / whole utterances and bf16 / chunks for this many "
+        "epochs on the --utts utterances from the same start and report dev PER (0: skip)",
+    )
+    p.add_argument("--dev-utts", type=int, default=200, help="dev utterances scored")
     return p
+
+
+def accuracy_check(config, utts, dev, epochs: int) -> list[dict]:
+    """Dev PER after ``epochs`` of each precision/batching setting, same seed and start."""
+    from tvm_bsp.speech.train import evaluate_per
+
+    out = []
+    for name, chunks, bf16 in (
+        ("utterances fp32", None, False),
+        ("chunks bf16", ChunkSettings(), True),
+    ):
+        torch.manual_seed(0)
+        model = AcousticModel(config)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        t0 = time.perf_counter()
+        losses = [
+            train_epoch(model, utts, opt, epoch=e, progress=False, chunks=chunks, bf16=bf16)["loss"]
+            for e in range(epochs)
+        ]
+        wall = time.perf_counter() - t0
+        per = evaluate_per(model, dev)
+        out.append(
+            {"variant": name, "epochs": epochs, "losses": losses, "dev_per": per, "train_s": wall}
+        )
+        print(
+            f"  accuracy: {name}: dev PER {per:.2f}% after {epochs} epochs ({wall:.0f} s)",
+            file=sys.stderr,
+        )
+    return out
 
 
 def time_variant(model, teacher, utts, variant, cached, repeats) -> list[float]:
@@ -130,8 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     print("| variant | frames/s (median) | ratio |\n| --- | --- | --- |")
     for rec in records:
         print(f"| {rec['variant']} | {rec['frames_per_s']:.0f} | {rec['ratio']:.2f} |")
+    accuracy = []
+    if args.accuracy_epochs > 0:
+        dev = load_split(args.corpus, "dev")[: args.dev_utts]
+        accuracy = accuracy_check(config, utts, dev, args.accuracy_epochs)
+        print("\n| variant | epochs | dev PER | train s |\n| --- | --- | --- | --- |")
+        for rec in accuracy:
+            print(
+                f"| {rec['variant']} | {rec['epochs']} | {rec['dev_per']:.2f} | "
+                f"{rec['train_s']:.0f} |"
+            )
     if args.json_path:
         doc = {
+            "accuracy": accuracy,
             "utterances": len(utts),
             "frames": frames,
             "bf16_native": bf16_native(),

@@ -376,3 +376,63 @@ def test_a_22050_hz_wav_reaches_the_model_step(tmp_path: Path) -> None:
     features = np.load(tmp_path / "out" / "hello.npy")
     assert features.shape == (48, 39)  # 0.5 s at a 10 ms shift, 25 ms window: 1 + (8000-400)//160
     assert proc.returncode == 1 and str(model) in proc.stderr  # then: the model is missing
+
+
+# --------------------------------------------------------------------------- demo results
+def _demo_result(build: str, target: str, library: Path):
+    from tvm_bsp.demo.builds import BuildResult
+
+    return BuildResult(build, target, 30.0, 50.0, 10.0, 1, target == "arm64", 1.0, 1, 1, 1, 0.005,
+                       library=str(library))  # fmt: skip
+
+
+def test_demo_prints_its_files_and_runnable_next_commands(tmp_path: Path, monkeypatch) -> None:
+    import shlex
+
+    from tvm_bsp.cli import build_parser
+    from tvm_bsp.demo.report import format_next_steps
+
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / ".cache" / "demo"
+    libs = {(b, t): work / "builds" / f"{b}-{t}.so" for b in ("dense", "bspc") for t in ("host",)}
+    results = [_demo_result(b, t, p) for (b, t), p in libs.items()]
+    text = format_next_steps(work / "dense-abc.pt", work / "bsp10-def", results)
+    assert ".cache/demo/dense-abc.pt" in text and ".cache/demo/bsp10-def/model.pt" in text
+    for path in libs.values():
+        assert str(path.relative_to(tmp_path)) in text
+    commands = [line.split("#")[0].strip() for line in text.splitlines() if "tvm-bsp " in line]
+    deploys = [c for c in commands if c.startswith("tvm-bsp deploy")]
+    assert deploys and deploys[0].split()[2] == ".cache/demo/builds/bspc-host.so"
+    for command in commands:  # every printed command parses with the real parser
+        args = build_parser().parse_args(shlex.split(command)[1:])
+        assert args.command in ("deploy", "tune")
+
+
+@pytest.mark.slow
+def test_a_demo_library_deploys_on_a_22050_hz_wav_like_torch_decodes(tmp_path: Path) -> None:
+    import torch
+
+    from tvm_bsp.demo.builds import compile_and_export
+    from tvm_bsp.demo.run import _labels
+    from tvm_bsp.demo.settings import quick_settings
+    from tvm_bsp.speech.model import AcousticModel, ModelConfig
+    from tvm_bsp.speech.phones import PHONES_39
+    from tvm_bsp.speech.scoring import smoothed_framewise_decode
+
+    torch.manual_seed(0)
+    model = AcousticModel(ModelConfig(cell="gru", hidden=16, layers=1)).eval()
+    settings = quick_settings()
+    lib, _ = compile_and_export(
+        model, None, "host", tmp_path / "dense-host.so", lambda _m: None, _labels(settings)
+    )
+    assert (tmp_path / "dense-host.so.json").is_file()
+    wav = _write_wav(tmp_path / "hello.wav", _tone(22050, {500.0: 4000.0, 2100.0: 900.0}), 22050)
+    out = tmp_path / "deploy"
+    proc = _run_cli("deploy", str(lib), "--target", "host", "--out", str(out), "--wav", str(wav))
+    assert proc.returncode == 0, proc.stderr
+    feats = torch.from_numpy(np.load(out / "hello.npy"))
+    with torch.no_grad():
+        scores = model(feats[:, None, :])[:, 0]
+    ids = smoothed_framewise_decode(scores, settings.smooth, settings.min_run)
+    phones = next(line for line in proc.stdout.splitlines() if line.startswith("phones:"))
+    assert phones.split()[1:] == [PHONES_39[i] for i in ids]

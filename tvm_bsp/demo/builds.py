@@ -41,6 +41,7 @@ class BuildResult:
     test_utterances: int
     test_frames: int
     rtf: float
+    library: str = ""
 
 
 def pad_batch(utts: Sequence[Any]) -> tuple[np.ndarray, list[int]]:
@@ -70,18 +71,35 @@ def per_from_scores(
 
 
 def compile_and_export(
-    model: Any, bspc_dir: Path | None, target: str, out: Path, log: Log
+    model: Any,
+    bspc_dir: Path | None,
+    target: str,
+    out: Path,
+    log: Log,
+    labels: dict[str, Any] | None = None,
 ) -> tuple[Path, float]:
-    """Compile ``model`` (BSPC weights from ``bspc_dir``, dense if ``None``); export ``out``."""
+    """Compile ``model`` (BSPC weights from ``bspc_dir``, dense if ``None``); export ``out``.
+
+    ``labels`` (a :func:`tvm_bsp.deploy.labels.make_labels` record) goes into the library's
+    meta and its sidecar ``out.json``, so that ``tvm-bsp deploy out --wav F`` runs it.
+    """
     import tvm_bsp
 
+    log(f"compiling {out.name} ...")
     t0 = time.perf_counter()
     compiled = tvm_bsp.compile_model(
-        model, target=target, bspc=None if bspc_dir is None else bspc_dir
+        model,
+        target=target,
+        bspc=None if bspc_dir is None else bspc_dir,
+        extra_meta=None if labels is None else {"labels": labels},
     )
     if bspc_dir is not None and not compiled.meta["sparse"]:
         raise ValueError(f"no BSPC weights were compiled from {bspc_dir}")
     path = compiled.export(out)
+    if labels is not None:
+        from tvm_bsp.deploy.labels import write_labels
+
+        write_labels(path, {**labels, "sparse": list(compiled.meta.get("sparse", []))})
     seconds = time.perf_counter() - t0
     log(f"compiled {out.name} in {seconds:.1f} s ({path.stat().st_size / 1024:.0f} KiB)")
     return path, seconds
@@ -121,8 +139,12 @@ def run_builds(
     rate: float,
     emulated: bool,
     log: Log,
+    labels: dict[str, Any] | None = None,
 ) -> list[BuildResult]:
-    """Compile, export and measure every ``{name: (model, bspc_dir)}`` build for ``target``."""
+    """Compile, export and measure every ``{name: (model, bspc_dir)}`` build for ``target``.
+
+    ``labels``: the sidecar record of the libraries (see :func:`compile_and_export`).
+    """
     threads = max(1, min(2, os.cpu_count() or 1))
     # qemu runs ~10-50x slower: fewer timed calls there
     timing = (
@@ -133,9 +155,12 @@ def run_builds(
     frames = sum(len(u.features) for u in utts)
     results = []
     for name, (model, bspc_dir) in builds.items():
+        record = None if labels is None else {**labels, "target": target}
         lib, compile_s = compile_and_export(
-            model, bspc_dir, target, out_dir / f"{name}-{target}.so", log
+            model, bspc_dir, target, out_dir / f"{name}-{target}.so", log, record
         )
+        where = " under qemu (emulated: minutes)" if emulated else ""
+        log(f"running {name} on {target}{where}: PER over {len(utts)} utterances, then latency")
         t0 = time.perf_counter()
         per, us, _ = measure_remote(
             lib, endpoint, utts, smooth=smooth, min_run=min_run, threads=threads, timing=timing
@@ -158,6 +183,7 @@ def run_builds(
                 test_utterances=len(utts),
                 test_frames=frames,
                 rtf=round(us / 10_000.0, 5),  # 10 ms frame shift
+                library=str(lib),
             )
         )
     return results

@@ -22,6 +22,16 @@ from tvm_bsp.demo.settings import DemoSettings
 Log = Callable[[str], Any]
 
 
+def dense_path(work: Path, settings: DemoSettings) -> Path:
+    """Where the dense model of these settings is (``.pt``; its ``.json`` beside it)."""
+    return work / f"dense-{settings.dense_key()}.pt"
+
+
+def pruned_dir(work: Path, settings: DemoSettings) -> Path:
+    """Directory of the pruned model of these settings (``model.pt``, ``bspc/``)."""
+    return work / f"bsp{settings.rate:g}-{settings.pruned_key()}"
+
+
 def load_corpus(work: Path, settings: DemoSettings, progress: bool, log: Log) -> dict[str, list]:
     """Generate (or reuse) the corpus and load its three splits."""
     from tvm_bsp.speech.corpus import generate_corpus, load_split
@@ -44,7 +54,7 @@ def dense_model(
     from tvm_bsp.speech.model import AcousticModel, ModelConfig, load_model, save_model
     from tvm_bsp.speech.train import train_model
 
-    path = work / f"dense-{settings.dense_key()}.pt"
+    path = dense_path(work, settings)
     if path.exists() and path.with_suffix(".json").exists():
         log(f"dense model: reusing {path}")
         return load_model(path)[0]
@@ -91,7 +101,7 @@ def pruned_model(
     from tvm_bsp.speech.model import load_model, save_model
     from tvm_bsp.speech.prune_run import prune_model
 
-    out = work / f"bsp{settings.rate:g}-{settings.pruned_key()}"
+    out = pruned_dir(work, settings)
     done = out / "result.json"
     if done.exists():
         log(f"pruned model: reusing {out}")

@@ -66,3 +66,67 @@ def write_plot(path: Path, results: Sequence[BuildResult]) -> None:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter commands)."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def format_next_steps(dense_model: Path, pruned_dir: Path, results: Sequence[BuildResult]) -> str:
+    """Where the demo's models and libraries are, and the commands that use them next.
+
+    Parameters
+    ----------
+    dense_model : pathlib.Path
+        The dense model file (``.pt``, its ``.json`` beside it).
+    pruned_dir : pathlib.Path
+        The pruned model's directory (``model.pt``, ``bspc/``).
+    results : sequence of BuildResult
+        The measured builds (their ``library`` paths).
+
+    Returns
+    -------
+    str
+        A Markdown section.
+    """
+    pruned = pruned_dir / "model.pt"
+    lines = [
+        "## Files written",
+        "",
+        f"- dense model: {_shown(dense_model)}",
+        f"- BSP-pruned model: {_shown(pruned)} (BSPC weights in {_shown(pruned_dir / 'bspc')})",
+    ]
+    libs = [r for r in results if r.library]
+    for r in libs:
+        lines.append(f"- {r.build} {r.target} library: {_shown(Path(r.library))} (+ .json sidecar)")
+    lines += ["", "## Next: run a model on your own audio", ""]
+    lines.append(
+        "Any 16-bit PCM WAV works (other rates than 16 kHz are resampled), e.g. "
+        '`espeak-ng -w hello.wav "hello world"`:'
+    )
+    lines.append("")
+    best = next((r for r in libs if r.build == "bspc" and r.target == "host"), None)
+    if best is not None:
+        lines.append(
+            f"    tvm-bsp deploy {_shown(Path(best.library))} --target host "
+            "--out deploy-host --wav hello.wav"
+        )
+    arm = next((r for r in libs if r.build == "bspc" and r.target == "arm64"), None)
+    if arm is not None:
+        lines.append(
+            f"    tvm-bsp deploy {_shown(Path(arm.library))} --target arm64 "
+            "--out deploy-arm64 --wav hello.wav"
+        )
+    lines.append(
+        f"    tvm-bsp deploy {_shown(pruned)} --target arm64 --out deploy-arm64 --wav hello.wav"
+        "   # compile the model for a device"
+    )
+    lines.append(
+        f"    tvm-bsp tune {_shown(pruned)} --db tuned   # tune its kernels on this machine"
+    )
+    return "\n".join(lines)

@@ -111,8 +111,14 @@ def run_full(args: argparse.Namespace) -> int:
 
     import torch
 
-    from tvm_bsp.demo.models import dense_model, load_corpus, pruned_model
-    from tvm_bsp.demo.report import QEMU_NOTE, format_results, write_json, write_plot
+    from tvm_bsp.demo.models import dense_model, dense_path, load_corpus, pruned_model
+    from tvm_bsp.demo.report import (
+        QEMU_NOTE,
+        format_next_steps,
+        format_results,
+        write_json,
+        write_plot,
+    )
     from tvm_bsp.demo.settings import DemoSettings, quick_settings
     from tvm_bsp.demo.sizes import format_size_table, size_table
     from tvm_bsp.speech.train import evaluate_per
@@ -157,7 +163,7 @@ def run_full(args: argparse.Namespace) -> int:
             note = f"arm64 builds skipped: {reason}"
     if note:
         _log(note)
-    results = _measure(targets, builds, test, work, settings, achieved)
+    results = _measure(targets, builds, test, work, settings, achieved, _labels(settings))
 
     print(f"\n## tvm-bsp demo: {settings.layers}x{settings.hidden} GRU, BSP {achieved:.1f}x")
     print(
@@ -178,6 +184,9 @@ def run_full(args: argparse.Namespace) -> int:
     print(f"\n## BSPC storage: RTMobile's reference GRU (2x1024, input 39) at {rates}\n")
     print(format_size_table(size_table(rates, args.seed)))
 
+    print()
+    print(format_next_steps(dense_path(work, settings), bspc_dir.parent, results))
+
     plot = args.plot or work / "demo.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
     write_plot(plot, results)
@@ -190,7 +199,18 @@ def run_full(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(targets, builds, test, work: Path, settings, achieved: float) -> list:
+def _labels(settings: Any) -> dict[str, Any]:
+    """The sidecar record of the demo's libraries: 39 phones, its framewise decoding."""
+    from tvm_bsp.deploy.labels import make_labels
+    from tvm_bsp.speech.phones import PHONES_39
+
+    decode = {"smooth": settings.smooth, "min_run": settings.min_run}
+    return make_labels(list(PHONES_39), "framewise", decode, source="tvm-bsp demo")
+
+
+def _measure(
+    targets, builds, test, work: Path, settings, achieved: float, labels: dict[str, Any]
+) -> list:
     from tvm_bsp.demo.builds import run_builds
     from tvm_bsp.devices.rpc import local_rpc
 
@@ -200,8 +220,10 @@ def _measure(targets, builds, test, work: Path, settings, achieved: float) -> li
     for target, emulated in targets:
         key = f"demo-{target}-{uuid.uuid4().hex[:8]}"
         where = "in the aarch64 root under qemu" if emulated else "on 127.0.0.1"
-        _log(f"starting an RPC tracker + server {where} (key {key})")
+        _log(f"starting an RPC tracker + server {where} (key {key}) ...")
+        t0 = time.perf_counter()
         with local_rpc(key, arm64=emulated) as endpoint:
+            _log(f"RPC server {key} ready after {time.perf_counter() - t0:.0f} s")
             results += run_builds(
                 target,
                 tuple(endpoint),
@@ -213,5 +235,6 @@ def _measure(targets, builds, test, work: Path, settings, achieved: float) -> li
                 rate=achieved,
                 emulated=emulated,
                 log=_log,
+                labels=labels,
             )
     return results

@@ -436,3 +436,33 @@ def test_a_demo_library_deploys_on_a_22050_hz_wav_like_torch_decodes(tmp_path: P
     ids = smoothed_framewise_decode(scores, settings.smooth, settings.min_run)
     phones = next(line for line in proc.stdout.splitlines() if line.startswith("phones:"))
     assert phones.split()[1:] == [PHONES_39[i] for i in ids]
+
+
+@pytest.mark.slow
+def test_tune_output_is_rounded_and_quiet_unless_verbose(tmp_path: Path) -> None:
+    import re
+
+    import torch
+
+    from tvm_bsp.prune import bsp_mask_at_rate, export_bspc
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 32))
+    with torch.no_grad():
+        w = model[0].weight
+        mask = np.asarray(bsp_mask_at_rate(w.numpy(), 4, 4, 4.0, 2.0))
+        w.mul_(torch.from_numpy(mask.astype(np.float32)))
+    export_bspc(model, {"0.weight": mask}, tmp_path / "bspc", grid=(4, 4))
+    outputs = {}
+    for verbose in (False, True):
+        db = tmp_path / f"db-{verbose}"
+        argv = ["tune", "--trials", "1", "--db", str(db), str(tmp_path / "bspc")]
+        proc = _run_cli(*argv, *(["--verbose"] if verbose else []), timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        outputs[verbose] = proc.stdout + proc.stderr
+    quiet = outputs[False]
+    assert "load_module" not in quiet and " INFO " not in quiet
+    assert "load_module" in outputs[True]  # the line is there, just silenced by default
+    line = next(x for x in quiet.splitlines() if x.strip().startswith("default"))
+    times = re.findall(r"(\d+\.?\d*) us", line)
+    assert len(times) == 2 and all(len(t.replace(".", "").lstrip("0")) <= 3 for t in times)

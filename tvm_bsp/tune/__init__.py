@@ -10,6 +10,8 @@
 - :class:`TuningDatabase`: a directory of per-workload JSON records, appended atomically after
   every measurement; :func:`best_config` / :func:`apply_best` re-apply the best config in any
   process.
+- :mod:`.tracker`: one bounded question to an RPC tracker (does it answer, is the key
+  registered); :class:`TrackerError` when tuning could never connect.
 - :mod:`.cli`: ``tvm-bsp tune`` and ``tvm-bsp rpc-server``.
 """
 
@@ -23,9 +25,11 @@ from tvm_bsp.tune.database import (
 from tvm_bsp.tune.layers import layer_workload, rnn_candidates, tuned_records
 from tvm_bsp.tune.model_tuner import load_model_source, tune_model
 from tvm_bsp.tune.runner import TuneResult, TuningError
+from tvm_bsp.tune.tracker import TrackerError
 from tvm_bsp.tune.tuner import candidate_configs, tune_spmm
 
 __all__ = [
+    "TrackerError",
     "TuneResult",
     "TuningDatabase",
     "TuningError",

@@ -245,6 +245,12 @@ class Measurer:
         ``"run_vm_step"`` for a Relax VM module).
     callback, log : callable, optional
         ``callback(record, records_in_db)`` after each write; progress messages.
+
+    Raises
+    ------
+    TrackerError
+        With a tracker: it does not answer or has no device under ``key`` (checked at once,
+        before any candidate is built).
     """
 
     def __init__(

@@ -136,16 +136,19 @@ class RemoteSession(Session):
         self.remote = remote
         self.device = remote.cpu(0)
         self.vm = VirtualMachine(module, self.device)
-        self.meta = read_meta(self.vm)
-        self.state: np.ndarray | None = None
-        if threads is None and self.meta.get("threads") is not None:
-            threads = int(self.meta["threads"])
+        meta = read_meta(self.vm)
+        if threads is None and meta.get("threads") is not None:
+            threads = int(meta["threads"])
         if threads is not None and threads < 0:
             raise ValueError(f"threads must be >= 0, got {threads}")
         if threads:
             # before the first parallel call; -3: share all cores (CPU ids cannot cross RPC)
             remote.get_function("runtime.config_threadpool")(-3, int(threads))
-        self.threads = threads
+        self._init_session(meta, threads)
+
+    def _pool_size(self) -> None:
+        """The device's pool was sized in ``__init__``; the local one is not used."""
+        self._pools.ready = True
 
     def _call(self, name: str, x: np.ndarray, state: np.ndarray):
         # a tuple result cannot cross RPC as an object: use the VM's stateful interface
@@ -169,10 +172,11 @@ class RemoteSession(Session):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch, int(self.meta["input_size"]))).astype(np.float32)
         h = np.zeros(self.state_shape(batch), np.float32)
-        evaluator = self.vm.time_evaluator(
-            "step", self.device, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms
-        )
-        result = evaluator(tensor(x, self.device), tensor(h, self.device))
+        with self._lock:
+            evaluator = self.vm.time_evaluator(
+                "step", self.device, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms
+            )
+            result = evaluator(tensor(x, self.device), tensor(h, self.device))
         return float(np.median(result.results)) * 1e6
 
     def close(self) -> None:
@@ -182,7 +186,7 @@ class RemoteSession(Session):
         self.vm = None  # type: ignore[assignment]
         self.remote = None
         self.device = None  # a remote Device holds its RPC session
-        self.state = None
+        self.reset()
         gc.collect()  # the VM's bound functions form cycles that keep the session open
 
     def __enter__(self) -> RemoteSession:

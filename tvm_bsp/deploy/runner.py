@@ -115,11 +115,16 @@ def load_features(path: str | os.PathLike[str], width: int) -> np.ndarray:
 
 
 def check_features(x: np.ndarray, width: int, what: str = "features") -> np.ndarray:
-    """Check a ``(T, width)`` feature matrix and return it as contiguous float32."""
+    """Check a ``(T, width)`` feature matrix and return it as contiguous float32.
+
+    float32 and float64 are accepted (float64 is rounded to float32), other dtypes, NaN and
+    infinities are refused: a feature file with them is broken (the session API itself lets
+    NaN propagate, see :mod:`tvm_bsp.deploy.session`).
+    """
     if x.ndim != 2 or x.shape[1] != width or x.shape[0] < 1:
         raise ValueError(f"{what}: expected (frames, {width}) features, got shape {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"{what}: expected numbers, got dtype {x.dtype}")
+    if x.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{what}: expected float32 or float64 features, got dtype {x.dtype}")
     x = np.ascontiguousarray(x, np.float32)
     if not np.isfinite(x).all():
         raise ValueError(f"{what}: features contain NaN or infinity")
@@ -246,6 +251,11 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None) -> RunResult:
         labels = check_labels(embedded, classes, f"meta() of {args.model}")
     else:
         labels = read_labels(args.labels or args.model, classes)
+    if not args.utterance and not session.streamable:
+        raise ValueError(
+            f"{args.model} cannot stream (a backward direction needs the whole utterance): "
+            "run it with --features and --utterance"
+        )
     if args.stream:
         return run_stream(session, read_stream(stdin or sys.stdin, width), labels)
     feats = load_features(args.features, width)

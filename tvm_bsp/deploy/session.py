@@ -10,13 +10,33 @@ functions: ``forward(x, state)``, ``step(x_t, state)`` and ``meta()`` (a JSON de
   size), :meth:`Session.reset` forgets it.
 
 States are ``(layers, B, hidden)`` for GRUs and ``(layers, 2, B, hidden)`` for LSTMs
-(``[:, 0]`` = ``h``, ``[:, 1]`` = ``c``). This module imports only numpy and the TVM runtime.
+(``[:, 0]`` = ``h``, ``[:, 1]`` = ``c``; ``layers`` counts both directions of a bidirectional
+model). This module imports only numpy and the TVM runtime (:func:`import_tvm` keeps torch
+out of the process).
+
+Inputs (checked on every call, cheaply: a float32 C-contiguous array of the right shape is
+used as it is)
+
+- ``float32`` arrays; ``float64`` (and Python lists) are converted to float32, every other
+  dtype (integers, ``float16``, bool, complex, objects) raises :class:`TypeError`;
+- a wrong rank, feature size, ``T = 0``, ``B = 0`` or a state of another shape raises
+  :class:`ValueError` naming the expected and the given shape;
+- non-contiguous arrays (slices, transposes) are copied;
+- NaN and +-inf are not refused: they propagate as in torch (a NaN feature makes the outputs
+  and the state NaN from that frame on; :meth:`reset` starts a clean stream).
+
+Threads: a session is thread-safe. Calls into the VM (and :meth:`push`'s read-modify-write of
+the kept state) hold the session's lock, so threads sharing one session run one call at a
+time and all of them feed the *same* stream through :meth:`push`; for parallel streams load one
+session per thread (or per stream).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -25,6 +45,27 @@ import numpy as np
 META_FORMAT = "tvm_bsp.rnn"
 #: Version of the ``meta()`` description this reader understands.
 META_VERSION = 1
+_F32 = np.dtype(np.float32)
+
+
+def import_tvm() -> Any:
+    """Import ``tvm`` without torch.
+
+    ``tvm_ffi`` imports torch when it is installed (about 400 MB and seconds); the runtime
+    never needs it. Unless torch is already loaded, it is hidden while ``tvm`` is first
+    imported (an ``import torch`` afterwards works as usual).
+    """
+    if "tvm" in sys.modules or "torch" in sys.modules:
+        import tvm
+
+        return tvm
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail fast
+    try:
+        import tvm
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return tvm
 
 
 class Session:
@@ -41,8 +82,9 @@ class Session:
         Size of TVM's CPU thread pool. By default the number the kernels were compiled for
         (``meta["threads"]``, capped at the machine's CPU count), unless ``TVM_NUM_THREADS``
         is set. TVM's own default on x86 is half the logical CPUs (it assumes
-        hyper-threading), which leaves one core idle on a 2-vCPU machine; the pool is
-        per calling thread and can only be sized before its first parallel call.
+        hyper-threading), which leaves one core idle on a 2-vCPU machine. The pool is per
+        calling thread and can only be sized before its first parallel call: every thread is
+        sized on its first call through this session.
 
     Attributes
     ----------
@@ -52,18 +94,45 @@ class Session:
     """
 
     def __init__(self, module: Any, device: Any = None, threads: int | None = None) -> None:
-        import tvm
+        tvm = import_tvm()
         from tvm.runtime.vm import VirtualMachine
 
         self._tvm = tvm
         self.device = device if device is not None else tvm.cpu(0)
-        self.vm = VirtualMachine(module, self.device)
-        self.meta = read_meta(self.vm)
-        self.state: np.ndarray | None = None
+        try:
+            self.vm = VirtualMachine(module, self.device)
+        except (AttributeError, TypeError, RuntimeError) as err:  # not a Relax VM executable
+            raise ValueError(f"not a tvm_bsp RNN module (no Relax VM executable): {err}") from None
+        meta = read_meta(self.vm)
         if threads is None and "TVM_NUM_THREADS" not in os.environ:
-            threads = min(int(self.meta.get("threads", 1)), os.cpu_count() or 1)
-        if threads is not None:
-            configure_threads(threads)
+            threads = min(int(meta.get("threads", 1)), os.cpu_count() or 1)
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._init_session(meta, threads)
+        self._pool_size()
+
+    def _init_session(self, meta: dict[str, Any], threads: int | None) -> None:
+        """Fields shared with :class:`~tvm_bsp.deploy.remote.RemoteSession`."""
+        self.meta = meta
+        self.threads = threads
+        self._lock = threading.RLock()
+        self._pools = threading.local()
+        self._kept: np.ndarray | None = None
+        self._features = int(meta["input_size"])
+        self._shapes: dict[int, tuple[int, ...]] = {}
+        self._stream_error: str | None = None
+        if meta.get("streamable", True) is False:
+            reason = meta.get("streamable_reason") or "it has a backward (time-reversed) direction"
+            self._stream_error = (
+                f"this module cannot stream (step/push): {reason}, which needs the whole "
+                "utterance; call forward on complete utterances instead"
+            )
+
+    def _pool_size(self) -> None:
+        """Size the calling thread's TVM pool once (see ``threads``)."""
+        if self.threads is not None and not getattr(self._pools, "ready", False):
+            configure_threads(self.threads)
+        self._pools.ready = True
 
     # ------------------------------------------------------------------ shapes
     @property
@@ -71,40 +140,96 @@ class Session:
         """Sequences are ``(B, T, .)`` instead of ``(T, B, .)``."""
         return bool(self.meta["batch_first"])
 
+    @property
+    def streamable(self) -> bool:
+        """False for modules without ``step`` / ``push`` (a backward direction)."""
+        return self._stream_error is None
+
     def state_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of the state for ``batch`` sequences."""
-        template = self.meta.get("state_shape")  # e.g. [4, "B", 37] (bidirectional: L * 2)
-        if template is not None:
-            return tuple(batch if d == "B" else int(d) for d in template)
-        L, H = int(self.meta["layers"]), int(self.meta["hidden_size"])
-        return (L, 2, batch, H) if self.meta["cell"] == "lstm" else (L, batch, H)
+        shape = self._shapes.get(batch)
+        if shape is None:
+            meta = self.meta
+            directions = int(meta.get("num_directions", meta.get("directions", 1)))
+            L, H = int(meta["layers"]) * directions, int(meta["hidden_size"])
+            shape = (L, 2, batch, H) if meta["cell"] == "lstm" else (L, batch, H)
+            self._shapes[batch] = shape
+        return shape
+
+    @property
+    def state(self) -> np.ndarray | None:
+        """The state :meth:`push` keeps (``None`` before the first frame / after ``reset``).
+
+        Setting it (a state to continue a stream from) checks and copies it.
+        """
+        return self._kept
+
+    @state.setter
+    def state(self, value: np.ndarray | None) -> None:
+        if value is None:
+            self._kept = None
+            return
+        value = _as_float32(value, "state")
+        batch = value.shape[-2] if value.ndim >= 2 else 1
+        with self._lock:
+            self._kept = self._state(value, batch).copy()
 
     def _state(self, state: np.ndarray | None, batch: int) -> np.ndarray:
         shape = self.state_shape(batch)
         if state is None:
             return np.zeros(shape, np.float32)
-        state = np.ascontiguousarray(state, np.float32)
-        if state.shape != shape:
-            raise ValueError(f"state must have shape {shape}, got {state.shape}")
+        if not _ready(state, shape):
+            state = _as_float32(state, "state")
+            if state.shape != shape:
+                raise ValueError(
+                    f"state: expected shape {shape} (batch {batch}), got {state.shape}"
+                )
         return state
 
-    def _input(self, x: np.ndarray, ndim: int) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        features = int(self.meta["input_size"])
-        if x.ndim != ndim or x.shape[-1] != features:
-            raise ValueError(
-                f"expected a {ndim}-D input with {features} features, got shape {x.shape}"
-            )
+    def _input(self, x: Any, ndim: int, call: str) -> np.ndarray:
+        if (
+            type(x) is np.ndarray
+            and x.dtype == _F32
+            and x.ndim == ndim
+            and x.flags.c_contiguous
+            and x.shape[-1] == self._features
+            and 0 not in x.shape
+        ):
+            return x
+        x = _as_float32(x, "x" if ndim == 3 else "x_t")
+        I = self._features
+        sequence = "(B, T, {})" if self.batch_first else "(T, B, {})"
+        expected = (sequence if ndim == 3 else "(B, {})").format(I)
+        if x.ndim != ndim or x.shape[-1] != I:
+            hint = "; one frame is x_t[None]" if ndim == 2 and x.ndim == 1 else ""
+            raise ValueError(f"{call}: expected {expected} features, got shape {x.shape}{hint}")
+        if ndim == 3:
+            frames = x.shape[1] if self.batch_first else x.shape[0]
+            if frames < 1:
+                raise ValueError(f"{call}: needs at least one frame (T >= 1), got {x.shape}")
+        batch = x.shape[0] if ndim == 2 or self.batch_first else x.shape[1]
+        if batch < 1:
+            raise ValueError(f"{call}: needs a batch of at least one sequence, got {x.shape}")
         return x
 
     def _call(self, name: str, x: np.ndarray, state: np.ndarray):
         # A direct call returning the (y, state) tuple: about 2-3 us per frame cheaper than the
         # VM's stateful set_input / invoke_stateful / get_outputs (53 against 55 us per step of
         # a 2x128 GRU, 2000-call loops, best of 5, measured side by side). Tuples cannot cross
-        # RPC, so RemoteSession uses the stateful form instead.
+        # RPC, so RemoteSession uses the stateful form instead. Callers hold self._lock.
         tensor = self._tvm.runtime.tensor
         y, new_state = self.vm[name](tensor(x, self.device), tensor(state, self.device))
         return y.numpy(), new_state.numpy()
+
+    def _run(self, name: str, x: np.ndarray, state: np.ndarray):
+        with self._lock:
+            if not getattr(self._pools, "ready", False):
+                self._pool_size()
+            return self._call(name, x, state)
+
+    def _check_stream(self, call: str) -> None:
+        if self._stream_error is not None:
+            raise ValueError(f"{call}: {self._stream_error}")
 
     # ------------------------------------------------------------------ stateless
     def forward(self, x: np.ndarray, h0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -123,34 +248,68 @@ class Session:
             ``(T, B, O)`` (or ``(B, T, O)``).
         state : numpy.ndarray
             The state after the last frame.
+
+        Raises
+        ------
+        TypeError
+            An input of another dtype than float32 / float64.
+        ValueError
+            A wrong shape, ``T = 0`` or ``B = 0`` (the message names expected and given).
         """
-        x = self._input(x, 3)
+        x = self._input(x, 3, "forward")
         batch = x.shape[0] if self.batch_first else x.shape[1]
-        if x.shape[1 if self.batch_first else 0] < 1:
-            raise ValueError("forward needs at least one frame")
-        return self._call("forward", x, self._state(h0, batch))
+        return self._run("forward", x, self._state(h0, batch))
 
     def step(self, x_t: np.ndarray, h: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Run one frame ``x_t`` ``(B, I)``; returns ``(y_t (B, O), new state)``."""
-        x_t = self._input(x_t, 2)
-        return self._call("step", x_t, self._state(h, x_t.shape[0]))
+        """Run one frame ``x_t`` ``(B, I)``; returns ``(y_t (B, O), new state)``.
+
+        Raises as :meth:`forward` does, and :class:`ValueError` for a module that cannot
+        stream (``meta["streamable"]`` False).
+        """
+        self._check_stream("step")
+        x_t = self._input(x_t, 2, "step")
+        return self._run("step", x_t, self._state(h, x_t.shape[0]))
 
     # ------------------------------------------------------------------ streaming
     def push(self, x_t: np.ndarray) -> np.ndarray:
-        """Streaming step: run one frame from the kept state and keep the new one.
+        """Streaming step: run one frame ``(B, I)`` from the kept state and keep the new one.
 
-        A frame with another batch size than the kept state starts from zeros.
+        A frame with another batch size than the kept state starts from zeros. The kept
+        state is the session's own buffer: it is not checked again frame by frame.
         """
-        x_t = self._input(x_t, 2)
-        state = self.state
-        if state is not None and state.shape != self.state_shape(x_t.shape[0]):
-            state = None
-        y, self.state = self.step(x_t, state)
+        self._check_stream("push")
+        x_t = self._input(x_t, 2, "push")
+        shape = self.state_shape(x_t.shape[0])
+        with self._lock:
+            state = self._kept
+            if state is None or state.shape != shape:
+                state = np.zeros(shape, np.float32)
+            y, self._kept = self._run("step", x_t, state)
         return y
 
     def reset(self) -> None:
         """Forget the kept state (the next :meth:`push` starts from zeros)."""
-        self.state = None
+        with self._lock:
+            self._kept = None
+
+
+def _ready(a: Any, shape: tuple[int, ...]) -> bool:
+    """``a`` is a float32 C-contiguous numpy array of ``shape`` (used as it is)."""
+    return type(a) is np.ndarray and a.dtype == _F32 and a.flags.c_contiguous and a.shape == shape
+
+
+def _as_float32(a: Any, name: str) -> np.ndarray:
+    """``a`` as a C-contiguous float32 array: float32/float64 only (see the module docstring)."""
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as err:  # ragged lists, ...
+        raise TypeError(f"{name} must be a float32 array, got {type(a).__name__}: {err}") from None
+    if arr.dtype not in (_F32, np.dtype(np.float64)):
+        raise TypeError(
+            f"{name} must be float32 (float64 is converted), got dtype {arr.dtype} "
+            f"with shape {arr.shape}"
+        )
+    return np.ascontiguousarray(arr, np.float32)
 
 
 def configure_threads(threads: int) -> int:
@@ -161,7 +320,7 @@ def configure_threads(threads: int) -> int:
     int
         The number of threads the pool uses (it cannot grow once it has run work).
     """
-    import tvm
+    tvm = import_tvm()
 
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -174,11 +333,12 @@ def read_meta(vm: Any) -> dict[str, Any]:
     """Decode and check the ``meta()`` description of a compiled RNN module."""
     try:
         raw = vm["meta"]().numpy()
+        meta = json.loads(bytes(np.asarray(raw, np.uint8)).decode("utf-8"))
     except Exception as err:  # a module that is not ours
-        raise ValueError(f"not a tvm_bsp RNN module (no meta function): {err}") from None
-    meta = json.loads(bytes(np.asarray(raw, np.uint8)).decode("utf-8"))
-    if meta.get("format") != META_FORMAT:
-        raise ValueError(f"not a tvm_bsp RNN module (format {meta.get('format')!r})")
+        raise ValueError(f"not a tvm_bsp RNN module (no readable meta function): {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"not a tvm_bsp RNN module (format {got!r})")
     if meta.get("version") != META_VERSION:
         raise ValueError(
             f"module format version {meta.get('version')}, this reader knows {META_VERSION}"

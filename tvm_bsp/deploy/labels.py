@@ -8,7 +8,12 @@ config of a saved speech model)::
      "head": "framewise" | "ctc",        # decoding rule
      "blank": null | 0,                  # CTC blank class
      "decode": {"smooth": 7, "min_run": 4},
-     "frame_shift_ms": 10.0, "target": "arm64", "source": "OUT/model.pt"}
+     "frame_shift_ms": 10.0, "target": "arm64", "source": "OUT/model.pt",
+     "library": {"size": 235168, "sha256": "...", "weights_sha256": "...",
+                 "machine": "aarch64"}}     # written by the export: checked at load
+
+An export alone (``CompiledModel.export``) writes only ``format``, ``version``, ``target`` and
+``library``; the labels are then class numbers.
 
 Imports only the standard library (the runner uses it on the device).
 """
@@ -69,8 +74,51 @@ def make_labels(
 
 
 def write_labels(so_path: str | os.PathLike[str], record: dict[str, Any]) -> Path:
-    """Write the sidecar of ``so_path`` atomically; return its path."""
+    """Write the sidecar of ``so_path`` atomically; return its path.
+
+    The ``library`` entry the export wrote (:func:`write_library_record`) is kept when
+    ``record`` has none.
+    """
+    record = dict(record)
+    if "library" not in record:
+        kept = read_library_record(so_path)
+        if kept is not None:
+            record["library"] = kept
     return write_json(sidecar_path(so_path), record)
+
+
+def write_library_record(
+    so_path: str | os.PathLike[str], library: dict[str, Any], target: str | None = None
+) -> Path:
+    """Record what :func:`tvm_bsp.deploy.files.library_record` measured in the sidecar.
+
+    An existing sidecar keeps its other entries; without one, a record without labels is
+    written (:func:`read_labels` then uses class numbers).
+    """
+    path = sidecar_path(so_path)
+    record: dict[str, Any] = {"format": LABELS_FORMAT, "version": LABELS_VERSION}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            record = old if isinstance(old, dict) and old.get("format") == LABELS_FORMAT else record
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            pass  # replaced by a fresh record
+    record["library"] = dict(library)
+    if target is not None:
+        record.setdefault("target", target)
+    return write_json(path, record)
+
+
+def read_library_record(so_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The sidecar's ``library`` entry (size, digests, machine), or ``None`` without one."""
+    path = sidecar_path(so_path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("library"), dict):
+        return None
+    return {"target": record.get("target"), **record["library"]}
 
 
 def write_json(path: str | os.PathLike[str], record: Any) -> Path:
@@ -112,6 +160,9 @@ def read_labels(so_path: str | os.PathLike[str], classes: int) -> dict[str, Any]
         record = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from None
+    ours = isinstance(record, dict) and record.get("format") == LABELS_FORMAT
+    if ours and "labels" not in record:  # written by an export alone (the library record)
+        return {**make_labels([str(i) for i in range(classes)]), **record}
     return check_labels(record, classes, str(path))
 
 

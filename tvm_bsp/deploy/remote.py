@@ -236,6 +236,9 @@ def remote_session(
         raise FileNotFoundError(f"compiled library {path} not found")
     if path.suffix != ".so":
         raise ValueError(f"{path} is not a shared library (.so); export the model first")
+    from tvm_bsp.deploy.load import check_file
+
+    check_file(path, here=False)  # size, digests, ELF sanity (the device's ISA is its own)
     remote = connect(server, tracker=tracker, key=key, session_timeout=session_timeout)
     # a unique name: several clients may share one server's upload directory
     name = f"tvm_bsp_{uuid.uuid4().hex[:12]}_{path.name}"

@@ -261,21 +261,53 @@ def export_library(executable: Any, target_name: str, path: str | os.PathLike[st
         Unknown target, or ``TVM_NDK_CC`` unset for an Android target.
     FileNotFoundError
         The compiler is missing.
+
+    Notes
+    -----
+    The library gets the SHA-256 of its packed weights compiled in
+    (:data:`tvm_bsp.deploy.files.WEIGHTS_SYMBOL`), and the sidecar ``PATH.json`` records its
+    size, SHA-256, machine and weights digest (:func:`tvm_bsp.deploy.files.library_record`);
+    :func:`tvm_bsp.deploy.load` checks them before loading.
     """
     deploy = get_deploy_target(target_name)
     deploy.check_compiler()
+    from tvm_bsp.deploy.files import atomic_output, library_record
+    from tvm_bsp.deploy.labels import write_library_record
+
     if deploy.linker == "gnu-aarch64" and _machine() not in ("aarch64", "arm64"):
-        from tvm_bsp.deploy.cross import export_arm64
+        from tvm.support import cc
 
-        return export_arm64(executable, path)
-    fcompile = _ndk_fcompile() if deploy.linker == "ndk" else None
-    from tvm_bsp.deploy.files import atomic_output
+        from tvm_bsp.deploy.cross import _cross_cxx
 
+        # a fresh cross_compiler per call: TVM's closure accumulates per-call options
+        kwargs: dict[str, Any] = {"fcompile": cc.cross_compiler(_cross_cxx(), options=[])}
+    elif deploy.linker == "ndk":
+        kwargs = {"fcompile": _ndk_fcompile()}
+    else:
+        kwargs = {}
     dest = Path(path).absolute()
-    kwargs = {} if fcompile is None else {"fcompile": fcompile}
     with (
         atomic_output(dest, ".so") as tmp,
         tempfile.TemporaryDirectory(prefix="tvm-bsp-export-") as work,
     ):
-        executable.export_library(str(tmp), workspace_dir=work, **kwargs)
+        addons = _weights_addon(executable, Path(work))
+        executable.export_library(str(tmp), workspace_dir=work, addons=addons, **kwargs)
+    write_library_record(dest, library_record(dest), deploy.name)
     return dest
+
+
+def _weights_addon(executable: Any, work: Path) -> list[str]:
+    """A C file defining the SHA-256 of the packed imports (weights), or none without them."""
+    import hashlib
+
+    import tvm
+
+    from tvm_bsp.deploy.files import weights_source
+
+    mod = getattr(executable, "mod", executable)
+    if not mod.imports_:  # nothing packed (see tvm.runtime.Module.export_library)
+        return []
+    blob = tvm.get_global_func("runtime.ModulePackImportsToTensor")(mod).numpy().tobytes()
+    source = work / "tvm_bsp_weights.c"
+    source.write_text(weights_source(hashlib.sha256(blob).hexdigest()), encoding="utf-8")
+    return [str(source)]

@@ -396,7 +396,9 @@ def test_demo_prints_its_files_and_runnable_next_commands(tmp_path: Path, monkey
     work = tmp_path / ".cache" / "demo"
     libs = {(b, t): work / "builds" / f"{b}-{t}.so" for b in ("dense", "bspc") for t in ("host",)}
     results = [_demo_result(b, t, p) for (b, t), p in libs.items()]
-    text = format_next_steps(work / "dense-abc.pt", work / "bsp10-def", results)
+    text = format_next_steps(
+        work / "dense-abc.pt", work / "bsp10-def" / "model.pt", work / "bsp10-def" / "bspc", results
+    )
     assert ".cache/demo/dense-abc.pt" in text and ".cache/demo/bsp10-def/model.pt" in text
     for path in libs.values():
         assert str(path.relative_to(tmp_path)) in text

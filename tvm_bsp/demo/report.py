@@ -77,15 +77,20 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def format_next_steps(dense_model: Path, pruned_dir: Path, results: Sequence[BuildResult]) -> str:
+def format_next_steps(
+    dense_model: Path, pruned: Path, bspc_dir: Path, results: Sequence[BuildResult]
+) -> str:
     """Where the demo's models and libraries are, and the commands that use them next.
 
     Parameters
     ----------
     dense_model : pathlib.Path
-        The dense model file (``.pt``, its ``.json`` beside it).
-    pruned_dir : pathlib.Path
-        The pruned model's directory (``model.pt``, ``bspc/``).
+        The dense model file (``.pt`` with its ``.json`` beside it, or a shipped
+        ``.safetensors``).
+    pruned : pathlib.Path
+        The pruned model file.
+    bspc_dir : pathlib.Path
+        Its BSPC export.
     results : sequence of BuildResult
         The measured builds (their ``library`` paths).
 
@@ -94,12 +99,11 @@ def format_next_steps(dense_model: Path, pruned_dir: Path, results: Sequence[Bui
     str
         A Markdown section.
     """
-    pruned = pruned_dir / "model.pt"
     lines = [
         "## Files written",
         "",
         f"- dense model: {_shown(dense_model)}",
-        f"- BSP-pruned model: {_shown(pruned)} (BSPC weights in {_shown(pruned_dir / 'bspc')})",
+        f"- BSP-pruned model: {_shown(pruned)} (BSPC weights in {_shown(bspc_dir)})",
     ]
     libs = [r for r in results if r.library]
     for r in libs:

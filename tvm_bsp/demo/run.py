@@ -59,6 +59,12 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--work", type=Path, default=Path(".cache/demo"), help="cache/work folder")
     p.add_argument("--quick", action="store_true", help="tiny corpus and model (minutes)")
+    p.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train the demo's own small models instead of using the shipped Table I models "
+        "(default: the shipped 2x512 dense GRU and its BSP row; --quick implies this)",
+    )
     p.add_argument("--rate", type=_rate, default=None, help="BSP compression (default 10)")
     p.add_argument("--no-arm64", action="store_true", help="skip the arm64 (qemu) builds")
     p.add_argument("--json", type=Path, default=None, help="write one JSON record per build")
@@ -134,10 +140,29 @@ def run_full(args: argparse.Namespace) -> int:
     work.mkdir(parents=True, exist_ok=True)
     progress = not args.no_progress
 
-    data = load_corpus(work, settings, progress, _log)
-    dense = dense_model(work, settings, data, progress, _log)
-    pruned, bspc_dir, achieved = pruned_model(work, settings, dense, data, progress, _log)
-    test = data["test"]
+    from tvm_bsp.demo.shipped import shipped_available, shipped_models
+
+    why_not = "--quick" if args.quick else "--from-scratch" if args.from_scratch else None
+    why_not = why_not or shipped_available(settings.rate)
+    if why_not is None:
+        shipped = shipped_models(work, settings.rate, settings.sizes[2], progress, _log)
+        dense, pruned, bspc_dir = shipped.dense, shipped.pruned, shipped.bspc_dir
+        achieved, test, dense_file = shipped.achieved, shipped.test, shipped.dense_path
+        pruned_file = shipped.pruned_path
+        settings = replace(
+            settings,
+            hidden=dense.config.hidden,
+            layers=dense.config.layers,
+            smooth=shipped.decode["smooth"],
+            min_run=shipped.decode["min_run"],
+        )
+    else:
+        _log(f"training the demo's own models ({why_not})")
+        data = load_corpus(work, settings, progress, _log)
+        dense = dense_model(work, settings, data, progress, _log)
+        pruned, bspc_dir, achieved = pruned_model(work, settings, dense, data, progress, _log)
+        test, dense_file = data["test"], dense_path(work, settings)
+        pruned_file = bspc_dir.parent / "model.pt"
     decode = {"smooth": settings.smooth, "min_run": settings.min_run}
     torch_per = {"dense": evaluate_per(dense, test, **decode)}
     torch_per["bspc"] = evaluate_per(pruned, test, **decode)
@@ -185,7 +210,7 @@ def run_full(args: argparse.Namespace) -> int:
     print(format_size_table(size_table(rates, args.seed)))
 
     print()
-    print(format_next_steps(dense_path(work, settings), bspc_dir.parent, results))
+    print(format_next_steps(dense_file, pruned_file, bspc_dir, results))
 
     plot = args.plot or work / "demo.png"
     plot.parent.mkdir(parents=True, exist_ok=True)

@@ -177,6 +177,10 @@ def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
         If the JSON is not one of the two formats or the weights do not fit it.
     """
     path = Path(path)
+    if path.suffix == ".safetensors":  # a shipped speech model (tvm_bsp.speech.pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} not found")
+        return _load_speech(path)
     cfg = path.with_suffix(".json")
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} not found")

@@ -171,6 +171,13 @@ def shipped_dense_for(config) -> Path | None:
     return path
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """This invocation as a shell command."""
+    import shlex
+
+    return "python scripts/table1.py " + shlex.join(args.argv)
+
+
 def ship(args: argparse.Namespace, config) -> None:
     """Write the run's dense model and BSP rows as pretrained files (``--ship``)."""
     from tvm_bsp.speech.corpus import load_split
@@ -182,8 +189,9 @@ def ship(args: argparse.Namespace, config) -> None:
         else Path(args.work)
         / (f"corpus-{config.n_train}-{config.n_dev}-{config.n_test}-s{config.corpus_seed}")
     )
-    command = "python scripts/table1.py " + " ".join(args.argv)
-    files = ship_run(args.work, args.ship, command=command, test_utts=load_split(corpus, "test"))
+    files = ship_run(
+        args.work, args.ship, command=command_line(args), test_utts=load_split(corpus, "test")
+    )
     for path in files:
         print(f"shipped {path} ({path.stat().st_size / 1e6:.2f} MB)")
 
@@ -212,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.dense_only:
         config = with_overrides(config, methods=())
     dense_from = None if args.from_scratch else shipped_dense_for(config)
+    if not args.report_only:  # the provenance that --ship records
+        Path(args.work).mkdir(parents=True, exist_ok=True)
+        with open(Path(args.work) / "commands.txt", "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {command_line(args)}\n")
     t0 = time.time()
     try:
         summary = run_experiment(

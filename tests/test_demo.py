@@ -120,9 +120,10 @@ def test_quick_demo_end_to_end(tmp_path: Path, capsys) -> None:
     settings = quick_settings()
     dense, _ = load_model(work / f"dense-{settings.dense_key()}.pt")
     test = load_split(work / settings.corpus_name(), "test")
-    torch_per = evaluate_per(dense, test, smooth=settings.smooth, min_run=settings.min_run)
-    for r in records:
+    for r in records:  # an emulated device scores the first utterances only
         if r["build"] == "dense":
+            sub = test[: r["test_utterances"]]
+            torch_per = evaluate_per(dense, sub, smooth=settings.smooth, min_run=settings.min_run)
             assert r["per"] == pytest.approx(torch_per, abs=1e-3)
     bspc_host = next(r for r in records if r["build"] == "bspc" and r["target"] == "host")
     assert 5 < bspc_host["rate"] < 20

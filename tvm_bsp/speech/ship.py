@@ -56,7 +56,8 @@ def ship_run(
     out : path-like
         Output folder (created; existing files of the same names are replaced).
     command : str
-        The command line that made the run (recorded in every file).
+        The command line that ships (recorded in every file, with the run's own commands
+        from ``work/commands.txt`` when the run wrote one).
     test_utts : sequence
         The first :data:`TEST_SLICE` (or more) utterances of the run's test split.
     rates : sequence of float, optional
@@ -81,7 +82,9 @@ def ship_run(
     sample = list(test_utts[:test_slice])
     if len(sample) < test_slice:
         raise ValueError(f"need {test_slice} test utterances, got {len(sample)}")
-    common = {"command": command, "settings": settings, "decode": decode}
+    log = work / "commands.txt"  # every training invocation of the run (scripts/table1.py)
+    history = log.read_text().splitlines() if log.exists() else []
+    common = {"command": command, "run_commands": history, "settings": settings, "decode": decode}
 
     def slice_record(model: Any) -> dict[str, Any]:
         ids = [u.id for u in sample]

@@ -75,15 +75,15 @@ def compiled(request):
 
 
 def test_compiled_forward_matches_onnxruntime(compiled):
-    name, model, cm, sig = compiled
+    _name, model, cm, sig = compiled
     for T, B in ((1, 1), (7, 2)):
         _check(model, sig, cm.forward, feeds_for(model, T, B, seed=T + B))
 
 
 def test_compiled_stream_matches_onnxruntime(compiled):
-    name, model, cm, sig = compiled
+    _name, model, cm, sig = compiled
     if not cm.model.streamable:
-        with pytest.raises(Exception, match="(?i)stream|step|reverse|bidirectional"):
+        with pytest.raises(Exception, match=r"(?i)stream|step|reverse|bidirectional"):
             cm.step(np.zeros((1, cm.model.input_size), np.float32))
         return
     feeds = feeds_for(model, 5, 2, seed=4)

@@ -116,8 +116,8 @@ def test_bspc_auto_on_onnx_weights(op):
     model = rnn_graph(op, layers=2, sparse=True, lbr=0, seed=11)
     cm = tvm_bsp.compile_model(model, bspc="auto")
     desc, sig = import_onnx(model)
-    assert set(cm.sparse) == {f"{r}{k}" for r in "WR" for k in range(2)}
-    assert set(cm.sparse) <= set(desc.weights())
+    mostly_zero = {n for n, w in desc.weights().items() if np.count_nonzero(w) <= w.size // 2}
+    assert mostly_zero and set(cm.sparse) == mostly_zero
     for T, B in ((1, 1), (6, 2)):
         _check(model, sig, cm.forward, feeds_for(model, T, B, seed=T))
 

@@ -17,6 +17,7 @@ from tvm_bsp.frontend.onnx_values import (
     StateIn,
     StateOut,
     UnsupportedOnnxError,
+    Zeros,
     ints,
     reshape_dims,
     reshape_seq,
@@ -123,8 +124,26 @@ class GlueOps:
             return [ShapeVec(tuple(dims))]
         raise UnsupportedOnnxError(f"{where(node)}: Concat of sequences is not supported")
 
+    def op_ConstantOfShape(self, node, ins):
+        from onnx import numpy_helper
+
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if value is not None and np.any(numpy_helper.to_array(value)):
+            raise UnsupportedOnnxError(f"{where(node)}: only zeros of a symbolic shape")
+        if not isinstance(ins[0], ShapeVec):
+            raise UnsupportedOnnxError(f"{where(node)}: the shape must be a shape vector")
+        return [Zeros(ins[0].dims)]
+
     def op_Slice(self, node, ins):
         src = ins[0]
+        if isinstance(src, Zeros):
+            starts, ends = ints(ins[1], node, "starts"), ints(ins[2], node, "ends")
+            axes = ints(ins[3], node, "axes") if len(ins) > 3 and ins[3] is not None else [0]
+            dims = list(src.dims)
+            if axes == [0] and dims and dims[0].static:
+                n = dims[0].coeff
+                dims[0] = Dim(len(range(*slice(starts[0], ends[0]).indices(n))))
+            return [Zeros(tuple(dims))]
         if isinstance(src, Input):
             src = StateIn(src.name, 0, src.shape[0] if src.shape else None)
         if not isinstance(src, StateIn):

@@ -20,6 +20,7 @@ stacks them).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from tvm_bsp.frontend.onnx_values import (
     StateOut,
     UnsupportedOnnxError,
     Value,
+    Zeros,
     normalize,
     sym,
     where,
@@ -116,7 +118,9 @@ def from_onnx(model: Any, names: Mapping[str, Any] | None = None) -> RNNModel:
         ``{name: array}`` (e.g. the source torch model's ``state_dict()``): a weight of the
         description equal to one of these arrays takes its name (so that a prune export
         directory written from the torch model matches). Default names are the ONNX
-        initializer names (``[d]`` appended per direction of a bidirectional node).
+        initializer names (``.forward`` / ``.backward`` appended per direction of a
+        bidirectional node), characters other than letters, digits, ``_`` and ``.`` replaced
+        by ``_`` (``onnx::GRU_183`` becomes ``onnx__GRU_183``).
 
     Returns
     -------
@@ -143,6 +147,7 @@ def import_onnx(
     opset = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     walk = _Walk(opset.get("ai.onnx", 1))
     desc, sig = walk.run(model.graph)
+    _safe_names(desc)
     if names:
         _rename(desc, names)
     return desc, sig
@@ -317,7 +322,7 @@ class _Walk(GlueOps, HeadOps):
         return [y, StateOut("h", slots), StateOut("c", slots)]
 
     def bind_state(self, value, kind: str, slot0: int, nd: int, node) -> None:
-        if isinstance(value, Const) and not np.any(value.value):
+        if isinstance(value, Zeros) or (isinstance(value, Const) and not np.any(value.value)):
             return  # zeros: the default state
         if isinstance(value, Input):
             value = StateIn(value.name, 0, value.shape[0] if value.shape else None)
@@ -339,6 +344,15 @@ class _Walk(GlueOps, HeadOps):
                     "the initial state of another layer"
                 )
             rows[value.start + d] = (kind, slot0 + d)
+
+
+def _safe_names(model: RNNModel) -> None:
+    """Parameter names the compile path can bind to Relax variables (``onnx::X`` -> ``onnx__X``)."""
+    holders = [layer.names for _, _, layer in model.directions()]
+    holders += [item.names for item in model.head if isinstance(item, DenseLayer)]
+    for names in holders:
+        for role, name in names.items():
+            names[role] = re.sub(r"[^\w.]", "_", name)
 
 
 def _as_array(value: Any) -> np.ndarray:

@@ -10,8 +10,10 @@ GRU with ``linear_before_reset=1`` is torch's GRU (``"gru"``). With ``linear_bef
 1, every recurrent bias folded into the input bias (``Rb_h`` sits outside the product, so the
 fold is exact).
 
-Weight names: the initializer name of ``W`` / ``R`` (``[d]`` appended for the two halves of a
-bidirectional node), so that BSPC files can be matched to them.
+Weight names: the initializer name of ``W`` / ``R`` (``.forward`` / ``.backward`` appended for
+the two halves of a bidirectional node; ``.input`` / ``.recurrent`` for the two halves of ``B``),
+so that BSPC files can be matched to them (the importer then replaces characters other than
+letters, digits, ``_`` and ``.`` with ``_``: the compile path finds weights by such names).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def rnn_layer(node: onnx.NodeProto, inputs: list, input_size: int) -> RNNLayer:
         )
     halves = []
     for d in range(nd):
-        suffix = f"[{d}]" if nd == 2 else ""
+        suffix = (".forward", ".backward")[d] if nd == 2 else ""
         names = {
             "weight_ih": f"{W.name or node.input[1]}{suffix}",
             "weight_hh": f"{R.name or node.input[2]}{suffix}",
@@ -127,8 +129,8 @@ def rnn_layer(node: onnx.NodeProto, inputs: list, input_size: int) -> RNNLayer:
         if b is not None:
             bias_ih = _reorder(b[d, : gates * hidden], op)
             bias_hh = _reorder(b[d, gates * hidden :], op)
-            names["bias_ih"] = f"{B.name or node.input[3]}{suffix}:input"
-            names["bias_hh"] = f"{B.name or node.input[3]}{suffix}:recurrent"
+            names["bias_ih"] = f"{B.name or node.input[3]}{suffix}.input"
+            names["bias_hh"] = f"{B.name or node.input[3]}{suffix}.recurrent"
         cell = "lstm" if op == "LSTM" else ("gru" if lbr else "kaldi_gru")
         if cell == "kaldi_gru" and bias_hh is not None:
             bias_ih, bias_hh = bias_ih + bias_hh, None

@@ -17,7 +17,9 @@ tensor becomes one of
     rows of an initial-state graph input, and the final states of recurrent layers
     (``Y_h`` / ``Y_c``, joined by ``Concat``);
 :class:`Input`
-    a graph input whose role (sequence or state) its first consumer decides.
+    a graph input whose role (sequence or state) its first consumer decides;
+:class:`Zeros`
+    zeros of a symbolic shape (an exporter's default initial state).
 
 A sequence is consumed once (``id`` must be the newest): graphs that branch are refused.
 """
@@ -116,7 +118,15 @@ class StateOut:
     slots: tuple[int, ...] = field(default_factory=tuple)
 
 
-Value = Const | Input | Seq | ShapeVec | StateIn | StateOut
+@dataclass
+class Zeros:
+    """A zero tensor of a (possibly symbolic) shape: ``ConstantOfShape`` of a shape vector, as
+    exporters build a default initial state (``dims`` of axis 0 tracks ``Slice`` s)."""
+
+    dims: tuple[Dim, ...]
+
+
+Value = Const | Input | Seq | ShapeVec | StateIn | StateOut | Zeros
 
 
 def where(node) -> str:

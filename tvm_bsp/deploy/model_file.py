@@ -13,6 +13,9 @@ plain RNN module (``"format": "tvm_bsp.rnn_module"``)
     ``input_size``, ``hidden_size``, ``num_layers``, ``bias``, ``batch_first``,
     ``head_outputs`` (``null``: no head) and optionally ``labels`` (names of the outputs).
 
+A ``.onnx`` file (a GRU/LSTM graph, :func:`tvm_bsp.frontend.from_onnx`) needs no JSON; its
+outputs are labelled ``"0"``, ``"1"``, ...
+
 State dicts are read with ``torch.load(..., weights_only=True)``: no pickled code runs.
 """
 
@@ -58,8 +61,9 @@ class LoadedModel:
 
     Attributes
     ----------
-    module : torch.nn.Module
-        In eval mode.
+    module : torch.nn.Module or RNNModel
+        In eval mode; the description (:class:`tvm_bsp.frontend.model.RNNModel`) of an
+        ``.onnx`` file.
     labels : list of str
         One name per output class.
     head : str
@@ -67,10 +71,10 @@ class LoadedModel:
     decode : dict
         ``{"smooth", "min_run"}`` for framewise decoding.
     kind : str
-        ``"speech"`` or ``"rnn_module"``.
+        ``"speech"``, ``"rnn_module"`` or ``"onnx"``.
     """
 
-    module: nn.Module
+    module: Any  # nn.Module, or RNNModel for .onnx files
     labels: list[str]
     head: str = "framewise"
     decode: dict[str, int] = field(default_factory=lambda: {"smooth": 1, "min_run": 1})
@@ -167,7 +171,7 @@ def _build_rnn_module(config: dict[str, Any], where: Path) -> RNNStack:
 
 
 def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
-    """Open a speech model or plain RNN module file (see the module docstring).
+    """Open a speech model, plain RNN module or ``.onnx`` file (see the module docstring).
 
     Raises
     ------
@@ -177,6 +181,10 @@ def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
         If the JSON is not one of the two formats or the weights do not fit it.
     """
     path = Path(path)
+    if path.suffix.lower() == ".onnx":  # a GRU/LSTM ONNX graph (tvm_bsp.frontend.from_onnx)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} not found")
+        return _load_onnx(path)
     if path.suffix == ".safetensors":  # a shipped speech model (tvm_bsp.speech.pretrained)
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} not found")
@@ -211,6 +219,13 @@ def load_model_file(path: str | os.PathLike[str]) -> LoadedModel:
         count = len(labels) if isinstance(labels, list) else repr(labels)
         raise ValueError(f"{cfg}: {count} labels for {outputs} outputs of the module")
     return LoadedModel(module.eval(), list(labels))
+
+
+def _load_onnx(path: Path) -> LoadedModel:
+    from tvm_bsp.frontend.dispatch import import_model
+
+    desc = import_model(path)  # UnsupportedOnnxError (a ValueError) names what it refuses
+    return LoadedModel(desc, [str(i) for i in range(desc.output_size)], kind="onnx")
 
 
 def _load_speech(path: Path) -> LoadedModel:

@@ -117,6 +117,7 @@ def run_full(args: argparse.Namespace) -> int:
 
     import torch
 
+    from tvm_bsp.demo.builds import EMULATED_UTTERANCES
     from tvm_bsp.demo.models import dense_model, dense_path, load_corpus, pruned_model
     from tvm_bsp.demo.report import (
         QEMU_NOTE,
@@ -192,9 +193,9 @@ def run_full(args: argparse.Namespace) -> int:
 
     print(f"\n## tvm-bsp demo: {settings.layers}x{settings.hidden} GRU, BSP {achieved:.1f}x")
     print(
-        f"test split: {len(test)} utterances (held-out voices and words); PER through the "
-        "compiled modules over RPC; latency = one streaming frame (step, batch 1) timed on the "
-        "device\n"
+        f"test split: {len(test)} utterances (held-out voices and words; an emulated device "
+        f"scores the first {EMULATED_UTTERANCES}); PER through the compiled modules over RPC; "
+        "latency = one streaming frame (step, batch 1) timed on the device\n"
     )
     print(format_results(results))
     print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -74,3 +75,42 @@ def test_cli_refused_onnx_exits_1_naming_the_node(tmp_path, capfd):
     assert main(["compile", str(path), "-o", str(tmp_path / "bad.so")]) == 1
     err = capfd.readouterr().err
     assert "tvm-bsp compile: error:" in err and "rnn0" in err and "input_forget" in err, err
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A 1-layer ONNX LSTM tuned by ``tune_model`` (given the ``.onnx`` path)."""
+    from tvm_bsp.tune import tune_model
+
+    tmp = tmp_path_factory.mktemp("tune")
+    model = rnn_graph("LSTM", init_state=False, sizes=(6, 8, 5), seed=22)
+    path = tmp / "lstm.onnx"
+    onnx.save(model, path)
+    fast = {"number": 5, "repeat": 2, "min_repeat_ms": 2, "session_timeout": 60.0}
+    return model, path, tmp / "db", tune_model(str(path), tmp / "db", trials=1, **fast)
+
+
+def test_tune_model_takes_the_onnx_file(tuned):
+    """One result per layer, named like the description's weights; compile applies them."""
+    import tvm_bsp
+    from tvm_bsp.frontend import from_onnx
+
+    model, path, db, results = tuned
+    desc = from_onnx(path)
+    assert set(results) == {layer.name("weight_hh", k) for k, layer in enumerate(desc.layers)}
+    assert all(r.measured == 1 for r in results.values())
+    cm = tvm_bsp.compile_model(str(path), tuned=str(db))
+    assert set(cm.meta["tuned"]) == set(results)
+    feeds = feeds_for(model, 5, 1, seed=8)
+    np.testing.assert_allclose(cm.forward(feeds["x"])[0], run_ort(model, feeds)["y"], atol=ATOL)
+
+
+def test_cli_tune_takes_the_onnx_file(tuned, tmp_path):
+    """``tvm-bsp tune model.onnx`` (the candidate is in the database already: none measured)."""
+    _model, path, db, results = tuned
+    summary = tmp_path / "tune.json"
+    argv = ["tune", "--trials", "1", "--db", str(db), "--json", str(summary), str(path)]
+    assert main(argv) == 0
+    data = json.loads(summary.read_text())
+    assert set(data) == set(results), data
+    assert all(v["measured"] == 0 for v in data.values()), data

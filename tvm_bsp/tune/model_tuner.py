@@ -53,7 +53,8 @@ def load_model_source(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     ----------
     path : path-like
         ``OUT/model.pt`` (with ``OUT/model.json``; BSPC files in ``OUT/bspc/`` if
-        ``tvm-bsp prune`` wrote them), or the directory ``OUT``.
+        ``tvm-bsp prune`` wrote them), or the directory ``OUT``; or a ``.onnx`` file
+        (returned as is, with ``"auto"``).
 
     Returns
     -------
@@ -71,6 +72,10 @@ def load_model_source(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     from tvm_bsp.speech.model import load_model
 
     p = Path(path)
+    if p.suffix.lower() == ".onnx":  # tune_model imports it (tvm_bsp.frontend.dispatch)
+        if not p.is_file():
+            raise FileNotFoundError(f"model file {p} not found")
+        return p, "auto"
     if p.is_dir():
         p = p / "model.pt"
     model, _extra = load_model(p)
@@ -120,7 +125,7 @@ def tune_model(
 
     Parameters
     ----------
-    module : torch.nn.Module or RNNModel
+    module : torch.nn.Module, RNNModel, onnx.ModelProto or ``.onnx`` path
         As :func:`tvm_bsp.compile_model` takes it.
     db : TuningDatabase or path-like
         Database directory; records are appended after every candidate.
@@ -160,7 +165,7 @@ def tune_model(
     """
     from tvm_bsp.compiler.bspc_sources import resolve_bspc
     from tvm_bsp.compiler.model import compile_model
-    from tvm_bsp.frontend.torch_import import from_torch
+    from tvm_bsp.frontend.dispatch import import_model
 
     if trials < 1:
         raise ValueError(f"trials must be positive, got {trials}")
@@ -173,7 +178,7 @@ def tune_model(
         )
     peer = parse_tracker(tracker)
     check_runnable(tgt, peer is not None, key)
-    desc = from_torch(module)
+    desc = import_model(module)
     sparse = resolve_bspc(desc, bspc, grid)
     suggested = suggested_knobs(desc, sparse, tgt)
     rng = np.random.default_rng(seed)

@@ -127,3 +127,24 @@ def test_chunks_refuse_ctc_models():
 def test_chunk_settings_are_checked(bad):
     with pytest.raises(ValueError):
         ChunkSettings(**bad)
+
+
+def test_bf16_autocast_trains_like_float32():
+    utts = _utts([60, 90, 40, 120], seed=5)
+    for u in utts:
+        u.labels = ((u.features[:, 0] > 0) * 2 + (u.features[:, 1] > 0)).astype(np.int64)
+    final = {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = AcousticModel(ModelConfig(hidden=16, layers=1))
+        opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+        first = None
+        for e in range(10):
+            loss = train_epoch(
+                model, utts, opt, epoch=e, progress=False, max_frames=400, bf16=bf16
+            )["loss"]
+            first = first if first is not None else loss
+        final[bf16] = loss
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights fp32
+    assert final[True] < 0.6 * first
+    assert final[True] == pytest.approx(final[False], rel=0.15)

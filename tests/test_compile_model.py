@@ -264,16 +264,13 @@ def test_arm64_build_under_qemu(tmp_path, cell):
     x, state = _inputs(cm, False, 6, 2, seed=3)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "state.npy", state)
-    stub = tmp_path / "empty.py"
-    stub.write_text("")
+    from tvm_bsp.cli_deploy import _runtime_files  # what a device gets from tvm-bsp deploy
+
     files = {
         "model.so": lib,
         "x.npy": tmp_path / "x.npy",
         "state.npy": tmp_path / "state.npy",
-        "tvm_bsp/__init__.py": REPO / "tvm_bsp" / "__init__.py",
-        "tvm_bsp/deploy/__init__.py": stub,
-        "tvm_bsp/deploy/session.py": REPO / "tvm_bsp" / "deploy" / "session.py",
-        "tvm_bsp/deploy/load.py": REPO / "tvm_bsp" / "deploy" / "load.py",
+        **_runtime_files(),
     }
     res = run_in_arm64(_GUEST + _COPY_BACK, files, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]

@@ -143,3 +143,33 @@ def test_arm64_build_names_itself(tmp_path):
     )
     assert runner.returncode == 1 and "runner: error:" in runner.stderr
     assert "aarch64 (arm64) build" in runner.stderr
+
+
+@pytest.mark.parametrize("sidecar", [True, False])
+def test_tvm_bsp_deploy_refuses_a_truncated_library_with_exit_1(lib, tmp_path, sidecar):
+    # the command that used to exit 249 with no message (defect 4)
+    path = _copy(lib, tmp_path / "m.so", sidecar)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    feats = tmp_path / "f.npy"
+    np.save(feats, np.zeros((4, 13), np.float32))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tvm_bsp",
+            "deploy",
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+            "--features",
+            str(feats),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert res.returncode == 1, (res.returncode, res.stderr[-2000:])
+    assert "runner: error:" in res.stderr and "truncated" in res.stderr
+    assert "Traceback" not in res.stderr

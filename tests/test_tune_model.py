@@ -256,3 +256,32 @@ def test_tune_model_arm64_under_qemu(tmp_path: Path) -> None:
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(y.numpy(), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["bidirectional_gru", "projected_lstm"])
+def test_tune_model_covers_both_directions_and_projections(tmp_path: Path, kind: str) -> None:
+    from torch import nn
+
+    from tvm_bsp.compiler.model import compile_model
+    from tvm_bsp.deploy.model_file import RNNStack
+
+    torch.manual_seed(2)
+    if kind == "bidirectional_gru":
+        rnn, out = nn.GRU(13, 16, 1, bidirectional=True), 32
+    else:
+        rnn, out = nn.LSTM(13, 16, 1, proj_size=8), 8
+    model = RNNStack(rnn, nn.Linear(out, 5)).eval()
+    db = tmp_path / "db"
+    results = tune_model(model, db, trials=2, **FAST)
+    expected = {"rnn.weight_hh_l0"} | ({"rnn.weight_hh_l0_reverse"} if out == 32 else set())
+    assert set(results) == expected
+    # the reverse half of a dense bidirectional layer is the same workload: measured once
+    assert all(r.measured + r.skipped == 2 for r in results.values())
+    assert sum(r.measured for r in results.values()) == 2
+    cm = compile_model(model, "host", tuned=TuningDatabase(db))
+    assert set(cm.meta["tuned"]) == expected  # both halves get their records
+    x = np.random.default_rng(0).standard_normal((6, 2, 13)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x))[0].numpy()  # RNNStack returns (y, state)
+    y, _ = cm.forward(x)
+    np.testing.assert_allclose(y, ref, atol=1e-4)

@@ -81,6 +81,8 @@ def layer_workload(
         "weight_ih": structure("weight_ih"),
         "weight_hh": structure("weight_hh"),
         "target": _target_str(target),
+        # projected LSTMs run another kernel (keys of the other layers stay as they were)
+        **({"proj_size": int(layer.proj_size)} if layer.proj_size else {}),
     }
 
 
@@ -96,13 +98,16 @@ def layer_sparse(layer: Any, sparse: Mapping[str, BSPCMatrix]) -> dict[str, BSPC
 
 
 def layer_model(layer: Any) -> Any:
-    """A one-layer :class:`~tvm_bsp.frontend.model.RNNModel` (no head) of ``layer``.
+    """A one-layer :class:`~tvm_bsp.frontend.model.RNNModel` (no head) of one direction.
 
-    Masks and folded row scales are dropped: the BSPC weights come in resolved form.
+    Masks and folded row scales are dropped: the BSPC weights come in resolved form. A reverse
+    direction runs the forward kernel on flipped time, so it is timed as a forward one (and
+    the model can stream, which the step timing needs).
     """
     from tvm_bsp.frontend.model import RNNModel
 
-    return RNNModel(layers=[dataclasses.replace(layer, masks={}, row_scale={})])
+    one = dataclasses.replace(layer, masks={}, row_scale={}, reverse=False, backward=None)
+    return RNNModel(layers=[one])
 
 
 def rnn_candidates(
@@ -186,7 +191,7 @@ def tuned_records(
             raise FileNotFoundError(f"tuning database directory {db} not found")
         db = TuningDatabase(db)
     out: dict[str, dict[str, Any]] = {}
-    for k, layer in enumerate(model.layers):
+    for _, k, layer in model.directions():  # both halves of a bidirectional layer
         best = db.best(layer_key(layer, sparse, target))
         if best is None:
             continue
@@ -228,7 +233,7 @@ def suggested_knobs(
         return {}
     default = default_knobs(tgt).lanes
     out: dict[str, dict[str, Any]] = {}
-    for k, layer in enumerate(model.layers):
+    for _, k, layer in model.directions():
         matrices = list(layer_sparse(layer, sparse).values())
         lanes = suggest_lanes(matrices, tgt) if matrices else default
         if lanes != default:

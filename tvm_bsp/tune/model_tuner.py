@@ -183,7 +183,7 @@ def tune_model(
     suggested = suggested_knobs(desc, sparse, tgt)
     rng = np.random.default_rng(seed)
     results: dict[str, TuneResult] = {}
-    for index, layer in enumerate(desc.layers):
+    for _, index, layer in desc.directions():  # both halves of a bidirectional layer
         name = layer.name("weight_hh", index)
         wl = layer_workload(layer, sparse, tgt)
         wkey = _key_of(wl)

@@ -90,9 +90,13 @@ def _tail(log: IO[bytes] | None, n: int = 3000) -> str:
 
 
 def _start(argv: list[str], env: Mapping[str, str], log: IO[bytes]) -> subprocess.Popen:
+    """Start ``argv`` under a guard: it ends with this process, even one killed by SIGKILL."""
+    from tvm_bsp.devices.supervise import guarded
+
+    argv, full_env = guarded(argv, env)
     return subprocess.Popen(
         argv,
-        env=dict(env),
+        env=full_env,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -159,6 +159,20 @@ def _guard_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return full
 
 
+def guarded(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, grace: float = 5.0
+) -> tuple[list[str], dict[str, str]]:
+    """``(argv, env)`` that run ``argv`` under a guard which ends it with this process.
+
+    For a :class:`subprocess.Popen` the caller manages itself (started with
+    ``start_new_session=True``, so that killing the guard's process group ends the command
+    too): the guard ends the command and everything it started when this process dies, even
+    by SIGKILL (the kernel's parent-death signal).
+    """
+    guard_argv = [sys.executable, "-m", __name__, str(os.getpid()), str(float(grace)), "--"]
+    return [*guard_argv, *argv], _guard_env(env)
+
+
 def supervised_call(
     argv: Sequence[str], *, grace: float = 5.0, env: Mapping[str, str] | None = None
 ) -> int:

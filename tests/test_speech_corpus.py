@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvm_bsp.speech import synth
+from tvm_bsp.speech import flite, synth
 from tvm_bsp.speech.align import Alignment
 from tvm_bsp.speech.corpus import corpus_info, generate_corpus, load_split, read_manifest
 from tvm_bsp.speech.features import num_frames
@@ -64,7 +64,7 @@ def test_info_and_engines(corpus: Path) -> None:
     assert all(h > 0 for h in info.hours.values())
     engines = {s.split(":")[0] for split in SPLITS for s in info.speakers[split]}
     assert "espeak" in engines
-    if synth.flite_available():
+    if flite.flite_available():
         assert "flite" in engines
     # a complete corpus is returned as is
     assert _generate(corpus).finished == info.finished

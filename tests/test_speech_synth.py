@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tvm_bsp.speech import synth
+from tvm_bsp.speech import flite, synth
 from tvm_bsp.speech.align import Alignment, fold_engine_phones
 from tvm_bsp.speech.augment import (
     AugmentParams,
@@ -23,7 +23,7 @@ needs_espeak = pytest.mark.skipif(
     not synth.espeak_available(), reason="libespeak-ng missing: scripts/setup_speech.sh"
 )
 needs_flite = pytest.mark.skipif(
-    not synth.flite_available(), reason="flite missing: scripts/setup_speech.sh"
+    not flite.flite_available(), reason="flite missing: scripts/setup_speech.sh"
 )
 
 
@@ -70,7 +70,7 @@ def test_private_engines_reproduce_and_reject_unknown_voices() -> None:
 @needs_flite
 @pytest.mark.parametrize("voice", synth.FLITE_VOICES)
 def test_flite_synthesis(voice: str) -> None:
-    s = synth.flite_synthesize("a simple test", voice, duration_stretch=1.1)
+    s = flite.flite_synthesize("a simple test", voice, duration_stretch=1.1)
     _check_phones(s)
     align = fold_engine_phones(s.phones, len(s.audio), "flite", voice)
     assert [p for p in align.phones if p != "sil"] == [

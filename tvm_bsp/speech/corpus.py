@@ -39,6 +39,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from tvm_bsp.speech.cache import build_cache, load_cache
+from tvm_bsp.speech.flite import flite_available
 from tvm_bsp.speech.plan import (
     SPLITS,
     CorpusConfig,
@@ -50,7 +51,7 @@ from tvm_bsp.speech.plan import (
 )
 from tvm_bsp.speech.render import render, synthesize_plan
 from tvm_bsp.speech.storage import append_jsonl, atomic_write_text, dumps, read_jsonl, write_jsonl
-from tvm_bsp.speech.synth import EspeakEngine, espeak_available, flite_available
+from tvm_bsp.speech.synth import EspeakEngine, espeak_available
 from tvm_bsp.speech.utterance import Utterance
 
 FORMAT = "tvm-bsp-synthetic-speech"

@@ -26,9 +26,10 @@ from pathlib import Path
 
 from tvm_bsp.speech.align import fold_engine_phones
 from tvm_bsp.speech.augment import augment
+from tvm_bsp.speech.flite import flite_synthesize
 from tvm_bsp.speech.plan import UtterancePlan
 from tvm_bsp.speech.storage import save_audio, to_int16
-from tvm_bsp.speech.synth import EspeakEngine, Synthesis, flite_synthesize
+from tvm_bsp.speech.synth import EspeakEngine, Synthesis
 
 
 def synthesize_plan(plan: UtterancePlan, engine: EspeakEngine | None) -> Synthesis:

@@ -18,12 +18,29 @@ ATOL = 1e-4
 
 @pytest.mark.aarch64
 @pytest.mark.slow
-def test_onnx_gru_arm64_under_qemu(tmp_path):
+@pytest.mark.parametrize(
+    "threads",
+    [
+        1,
+        pytest.param(
+            2,
+            marks=pytest.mark.xfail(
+                reason="open bug: with 2 threads this arm64 build (hidden 8, BSPC, parallel "
+                "tiles) differs from onnxruntime from the second frame on (0.1); 1 thread "
+                "matches; seen under qemu",
+                strict=False,
+            ),
+        ),
+    ],
+)
+def test_onnx_gru_arm64_under_qemu(tmp_path, threads):
     from tvm_bsp.devices.aarch64 import require_arm64, run_in_arm64
 
     require_arm64()
     model = rnn_graph("GRU", layers=2, lbr=0, sparse=True, sizes=(6, 8, 5), seed=31)
-    cm = tvm_bsp.compile_model(model, target="arm64", bspc="auto", knobs={"min_parallel_macs": 0})
+    cm = tvm_bsp.compile_model(
+        model, target="arm64", bspc="auto", knobs={"min_parallel_macs": 0, "threads": threads}
+    )
     assert not cm.runnable and cm.sparse
     lib = cm.export(tmp_path / "model.so")
     _desc, sig = import_onnx(model)

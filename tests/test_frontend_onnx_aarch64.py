@@ -18,21 +18,7 @@ ATOL = 1e-4
 
 @pytest.mark.aarch64
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "threads",
-    [
-        1,
-        pytest.param(
-            2,
-            marks=pytest.mark.xfail(
-                reason="open bug: with 2 threads this arm64 build (hidden 8, BSPC, parallel "
-                "tiles) differs from onnxruntime from the second frame on (0.1); 1 thread "
-                "matches; seen under qemu",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("threads", [1, 2])
 def test_onnx_gru_arm64_under_qemu(tmp_path, threads):
     from tvm_bsp.devices.aarch64 import require_arm64, run_in_arm64
 

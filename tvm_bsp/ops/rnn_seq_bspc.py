@@ -29,6 +29,7 @@ from tvm.script import tirx as T
 
 from tvm_bsp.ops.layout import PanelLayout
 from tvm_bsp.ops.rnn_gates import gru_gates, kaldi_reset, kaldi_update, lstm_gates
+from tvm_bsp.ops.rnn_phase import phase_loop
 
 #: The panel-layout arrays a sequence kernel takes per BSPC weight, in order.
 PANEL_ARRAYS = ("thread_ptr", "panel_ptr", "cols", "vals", "row_slot")
@@ -64,26 +65,27 @@ def _product(ps: PanelShape, parallel: bool):
 
     @T.macro
     def product(TP, PP, CO, VA, src, s, dst, nb):
-        for tid in T.parallel(NT) if parallel else T.serial(NT):
+        for tid in phase_loop(NT, parallel):
             acc = T.alloc_buffer((K * P,), "float32", scope="local")
-            for q in range(TP[tid + 1] - TP[tid]):
-                pp = T.meta_var(TP[tid] + q)
-                for b in range(nb):
-                    for i in T.vectorized(K * P):
-                        acc[i] = T.float32(0)
-                    for e in range((PP[pp + 1] - PP[pp]) // K):
-                        for k in T.unroll(K):
+            if tid < NT:
+                for q in range(TP[tid + 1] - TP[tid]):
+                    pp = T.meta_var(TP[tid] + q)
+                    for b in range(nb):
+                        for i in T.vectorized(K * P):
+                            acc[i] = T.float32(0)
+                        for e in range((PP[pp + 1] - PP[pp]) // K):
+                            for k in T.unroll(K):
+                                for v in T.vectorized(P):
+                                    acc[k * P + v] = (
+                                        acc[k * P + v]
+                                        + VA[(PP[pp] + e * K + k) * P + v]
+                                        * src[s, b, CO[PP[pp] + e * K + k]]
+                                    )
+                        for k in T.unroll(K - 1):
                             for v in T.vectorized(P):
-                                acc[k * P + v] = (
-                                    acc[k * P + v]
-                                    + VA[(PP[pp] + e * K + k) * P + v]
-                                    * src[s, b, CO[PP[pp] + e * K + k]]
-                                )
-                    for k in T.unroll(K - 1):
+                                acc[v] = acc[v] + acc[(k + 1) * P + v]
                         for v in T.vectorized(P):
-                            acc[v] = acc[v] + acc[(k + 1) * P + v]
-                    for v in T.vectorized(P):
-                        dst[b, pp * P + v] = acc[v]
+                            dst[b, pp * P + v] = acc[v]
 
     return product
 
@@ -100,20 +102,21 @@ def _unit_tiles(hidden: int, lanes: int, gates: int, parallel: bool, update):
 
     @T.macro
     def tiles(GA, RS, nb, *args):
-        for q in T.parallel(Q) if parallel else T.serial(Q):
+        for q in phase_loop(Q, parallel):
             acc = T.alloc_buffer((G * P,), "float32", scope="local")
             S = T.alloc_buffer((4 * P,), "float32", scope="local")
-            for b in range(nb):
-                if q < QF:
-                    for g in T.unroll(G):
-                        for v in T.vectorized(P):
-                            acc[g * P + v] = GA[b, RS[g * H + q * P + v]]
-                    update(acc, S, b, q * P, P, *args)
-                else:
-                    for g in T.unroll(G):
-                        for v in T.vectorized(TAIL):
-                            acc[g * P + v] = GA[b, RS[g * H + q * P + v]]
-                    update(acc, S, b, q * P, TAIL, *args)
+            if q < Q:
+                for b in range(nb):
+                    if q < QF:
+                        for g in T.unroll(G):
+                            for v in T.vectorized(P):
+                                acc[g * P + v] = GA[b, RS[g * H + q * P + v]]
+                        update(acc, S, b, q * P, P, *args)
+                    else:
+                        for g in T.unroll(G):
+                            for v in T.vectorized(TAIL):
+                                acc[g * P + v] = GA[b, RS[g * H + q * P + v]]
+                        update(acc, S, b, q * P, TAIL, *args)
 
     return tiles
 

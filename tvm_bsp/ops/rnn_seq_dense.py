@@ -32,6 +32,7 @@ import tvm
 from tvm.script import tirx as T
 
 from tvm_bsp.ops.rnn_gates import gru_gates, kaldi_reset, kaldi_update, lstm_gates
+from tvm_bsp.ops.rnn_phase import phase_loop
 
 
 def _tiles(hidden: int, lanes: int) -> tuple[int, int, int]:
@@ -91,15 +92,16 @@ def dense_gru_sequence(
 
     @T.macro
     def step(XP, U, BHN, Y, hb, nb, t):
-        for q in T.parallel(Q) if parallel else T.serial(Q):
+        for q in phase_loop(Q, parallel):
             acc = T.alloc_buffer((G * P,), "float32", scope="local")
             S = T.alloc_buffer((4 * P,), "float32", scope="local")
-            for b in range(nb):
-                product(U, hb, acc, q, b, t % 2)
-                if q < QF:
-                    gates(XP, acc, BHN, hb, Y, S, t, b, q * P, P)
-                else:
-                    gates(XP, acc, BHN, hb, Y, S, t, b, q * P, TAIL)
+            if q < Q:
+                for b in range(nb):
+                    product(U, hb, acc, q, b, t % 2)
+                    if q < QF:
+                        gates(XP, acc, BHN, hb, Y, S, t, b, q * P, P)
+                    else:
+                        gates(XP, acc, BHN, hb, Y, S, t, b, q * P, TAIL)
 
     @T.prim_func
     def gru_sequence(
@@ -155,27 +157,29 @@ def dense_kaldi_gru_sequence(
 
     @T.macro
     def gates_phase(XP, URZ, hb, rh, az, nb, t):
-        for q in T.parallel(Q) if parallel else T.serial(Q):
+        for q in phase_loop(Q, parallel):
             acc = T.alloc_buffer((4 * P,), "float32", scope="local")
             S = T.alloc_buffer((4 * P,), "float32", scope="local")
-            for b in range(nb):
-                product_rz(URZ, hb, acc, q, b, t % 2)
-                if q < QF:
-                    reset(XP, acc, hb, rh, az, S, t, b, q * P, P)
-                else:
-                    reset(XP, acc, hb, rh, az, S, t, b, q * P, TAIL)
+            if q < Q:
+                for b in range(nb):
+                    product_rz(URZ, hb, acc, q, b, t % 2)
+                    if q < QF:
+                        reset(XP, acc, hb, rh, az, S, t, b, q * P, P)
+                    else:
+                        reset(XP, acc, hb, rh, az, S, t, b, q * P, TAIL)
 
     @T.macro
     def candidate_phase(XP, UN, Y, hb, rh, az, nb, t):
-        for q in T.parallel(Q) if parallel else T.serial(Q):
+        for q in phase_loop(Q, parallel):
             acc = T.alloc_buffer((2 * P,), "float32", scope="local")
             S = T.alloc_buffer((4 * P,), "float32", scope="local")
-            for b in range(nb):
-                product_n(UN, rh, acc, q, b, 0)
-                if q < QF:
-                    update(XP, acc, az, hb, Y, S, t, b, q * P, P)
-                else:
-                    update(XP, acc, az, hb, Y, S, t, b, q * P, TAIL)
+            if q < Q:
+                for b in range(nb):
+                    product_n(UN, rh, acc, q, b, 0)
+                    if q < QF:
+                        update(XP, acc, az, hb, Y, S, t, b, q * P, P)
+                    else:
+                        update(XP, acc, az, hb, Y, S, t, b, q * P, TAIL)
 
     @T.prim_func
     def kaldi_gru_sequence(
@@ -233,15 +237,16 @@ def dense_lstm_sequence(
 
     @T.macro
     def step(XP, U, Y, hb, cb, nb, t):
-        for q in T.parallel(Q) if parallel else T.serial(Q):
+        for q in phase_loop(Q, parallel):
             acc = T.alloc_buffer((G * P,), "float32", scope="local")
             S = T.alloc_buffer((4 * P,), "float32", scope="local")
-            for b in range(nb):
-                product(U, hb, acc, q, b, t % 2)
-                if q < QF:
-                    gates(XP, acc, cb, hb, Y, S, t, b, q * P, P)
-                else:
-                    gates(XP, acc, cb, hb, Y, S, t, b, q * P, TAIL)
+            if q < Q:
+                for b in range(nb):
+                    product(U, hb, acc, q, b, t % 2)
+                    if q < QF:
+                        gates(XP, acc, cb, hb, Y, S, t, b, q * P, P)
+                    else:
+                        gates(XP, acc, cb, hb, Y, S, t, b, q * P, TAIL)
 
     @T.prim_func
     def lstm_sequence(

@@ -25,6 +25,7 @@ import tvm
 from tvm.script import tirx as T
 
 from tvm_bsp.ops.rnn_gates import lstm_proj_gates
+from tvm_bsp.ops.rnn_phase import phase_loop
 from tvm_bsp.ops.rnn_seq_bspc import PanelShape, _product, _unit_tiles
 from tvm_bsp.ops.rnn_seq_dense import _tile_product, _tiles
 
@@ -37,20 +38,21 @@ def _projection(hidden: int, proj: int, lanes: int, parallel: bool):
 
     @T.macro
     def projection(WR, M, hb, Y, nb, t):
-        for q in T.parallel(QR) if parallel else T.serial(QR):
+        for q in phase_loop(QR, parallel):
             acc = T.alloc_buffer((2 * P,), "float32", scope="local")
-            for b in range(nb):
-                product(WR, M, acc, q, b, 0)
-                if q < QRF:
-                    for v in T.vectorized(P):
-                        hb[(t + 1) % 2, b, q * P + v] = acc[v]
-                    for v in T.vectorized(P):
-                        Y[t, b, q * P + v] = acc[v]
-                else:
-                    for v in T.vectorized(TAIL):
-                        hb[(t + 1) % 2, b, q * P + v] = acc[v]
-                    for v in T.vectorized(TAIL):
-                        Y[t, b, q * P + v] = acc[v]
+            if q < QR:
+                for b in range(nb):
+                    product(WR, M, acc, q, b, 0)
+                    if q < QRF:
+                        for v in T.vectorized(P):
+                            hb[(t + 1) % 2, b, q * P + v] = acc[v]
+                        for v in T.vectorized(P):
+                            Y[t, b, q * P + v] = acc[v]
+                    else:
+                        for v in T.vectorized(TAIL):
+                            hb[(t + 1) % 2, b, q * P + v] = acc[v]
+                        for v in T.vectorized(TAIL):
+                            Y[t, b, q * P + v] = acc[v]
 
     return projection
 
@@ -74,15 +76,16 @@ def dense_lstm_proj_sequence(
 
     @T.macro
     def cell(XP, U, cb, hb, M, nb, t):
-        for q in T.parallel(Q) if parallel else T.serial(Q):
+        for q in phase_loop(Q, parallel):
             acc = T.alloc_buffer((G * P,), "float32", scope="local")
             S = T.alloc_buffer((4 * P,), "float32", scope="local")
-            for b in range(nb):
-                product(U, hb, acc, q, b, t % 2)
-                if q < QF:
-                    gates(XP, acc, cb, M, S, t, b, q * P, P)
-                else:
-                    gates(XP, acc, cb, M, S, t, b, q * P, TAIL)
+            if q < Q:
+                for b in range(nb):
+                    product(U, hb, acc, q, b, t % 2)
+                    if q < QF:
+                        gates(XP, acc, cb, M, S, t, b, q * P, P)
+                    else:
+                        gates(XP, acc, cb, M, S, t, b, q * P, TAIL)
 
     @T.prim_func
     def lstm_proj_sequence(

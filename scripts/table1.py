@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="dense training epochs")
     p.add_argument("--admm-epochs", type=int, default=None, help="ADMM units per row")
     p.add_argument("--retrain-epochs", type=int, default=None, help="retraining units per row")
+    p.add_argument(
+        "--first-retrain-epochs",
+        type=int,
+        default=None,
+        help="retraining units of each chain's first row (0: --retrain-epochs)",
+    )
     p.add_argument("--utts-per-epoch", type=int, default=None, help="utterances per unit")
     p.add_argument(
         "--gradual",
@@ -101,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="dense-training checkpoint (.safetensors) to continue from (a long run's commit)",
     )
     p.add_argument(
+        "--rows-from",
+        type=Path,
+        default=None,
+        help="install the finished rows saved here by --save-rows (a long run's commit) first",
+    )
+    p.add_argument(
+        "--save-rows",
+        type=Path,
+        default=None,
+        help="after the run (or --report-only), write its finished rows here as committable files",
+    )
+    p.add_argument(
         "--ship",
         type=Path,
         default=None,
@@ -130,7 +148,7 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         changes["model_hidden"] = args.hidden
     if args.epochs is not None:
         changes["dense_epochs"] = args.epochs
-    for name in ("admm_epochs", "retrain_epochs", "utts_per_epoch"):
+    for name in ("admm_epochs", "retrain_epochs", "first_retrain_epochs", "utts_per_epoch"):
         value = getattr(args, name)
         if value is not None:
             if value < 0:
@@ -157,13 +175,15 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def shipped_dense_for(config) -> Path | None:
     """The shipped dense model when it was trained with ``config``'s settings, else None."""
+    from tvm_bsp.speech.experiment_config import dense_settings
     from tvm_bsp.speech.pretrained import read_meta
     from tvm_bsp.speech.ship import shipped_dir
 
     path = shipped_dir() / "dense.safetensors"
     if not path.exists():
         return None
-    if read_meta(path)["info"].get("settings") != json.loads(json.dumps(config.core())):
+    had = dense_settings(read_meta(path)["info"].get("settings") or {})
+    if had != dense_settings(json.loads(json.dumps(config.core()))):
         print(
             f"note: {path} was trained with other settings: training a dense model", file=sys.stderr
         )
@@ -235,7 +255,15 @@ def main(argv: list[str] | None = None) -> int:
             jobs=args.jobs,
             dense_from=dense_from,
             resume_from=args.resume_from,
+            rows_from=args.rows_from,
         )
+        for name in summary.carried_rows:
+            print(f"carried row {name} from {args.rows_from}")
+        if args.save_rows is not None:
+            from tvm_bsp.speech.carry import save_rows
+
+            for path in save_rows(args.work, args.save_rows):
+                print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
         if args.ship is not None:
             ship(args, config)
     except (ValueError, RuntimeError, FileNotFoundError) as err:

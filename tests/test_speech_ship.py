@@ -89,3 +89,27 @@ def test_a_run_starts_from_the_shipped_dense_model(finished_run, tiny_corpus, tm
             echo=None,
             dense_from=tmp_path / "s" / "dense.safetensors",
         )
+
+
+@needs_synth
+def test_another_pruning_schedule_still_adopts_the_shipped_dense_model(
+    finished_run, tiny_corpus, tmp_path
+):
+    """The dense model does not depend on pruning settings: a run with another schedule (or
+    no gradual chain) adopts it instead of training one."""
+    from tvm_bsp.speech.experiment import run_experiment
+
+    work, config, data = finished_run
+    ship_run(work, tmp_path / "s", command="cmd", test_utts=data["test"], test_slice=2)
+    corpus, _ = tiny_corpus
+    schedule = replace(config.prune, retrain_epochs=config.prune.retrain_epochs + 1)
+    other = replace(config, prune=schedule, gradual=not config.gradual, methods=())
+    summary = run_experiment(
+        tmp_path / "fresh",
+        other,
+        corpus_dir=corpus,
+        progress=False,
+        echo=None,
+        dense_from=tmp_path / "s" / "dense.safetensors",
+    )
+    assert summary.trained_epochs == 0

@@ -329,6 +329,34 @@ def test_gradual_rows_chain_in_ascending_order_and_resume(tiny_corpus, tmp_path,
         experiment.run_experiment(work, other, corpus_dir=corpus, progress=False, echo=None)
 
 
+def test_first_row_of_a_chain_retrains_longer():
+    from tvm_bsp.speech.prune_run import PruneSettings
+
+    settings = PruneSettings(retrain_epochs=4, first_retrain_epochs=9)
+    assert settings.for_row(first=True).retrain_epochs == 9
+    assert settings.for_row(first=False) is settings
+    assert PruneSettings(retrain_epochs=4).for_row(first=True).retrain_epochs == 4
+
+
+@needs_synth
+def test_a_chain_trains_its_first_row_for_first_retrain_epochs(tiny_corpus, tmp_path):
+    from dataclasses import replace
+
+    from tvm_bsp.speech import experiment
+
+    corpus, _ = tiny_corpus
+    config = _tiny_experiment(rates=(10, 29), methods=("bsp",))
+    config = replace(config, gradual=True, prune=replace(config.prune, first_retrain_epochs=3))
+    work = tmp_path / "work"
+    summary = experiment.run_experiment(work, config, corpus_dir=corpus, progress=False, echo=None)
+    rates = [e["rate"] for e in _events(work) if e["kind"] == "prune_epoch"]
+    assert rates == [10] * 4 + [29] * 2  # 1 ADMM + 3, then 1 ADMM + 1
+    first = json.loads((work / "rows" / "bsp-10" / "result.json").read_text())
+    later = json.loads((work / "rows" / "bsp-29" / "result.json").read_text())
+    assert first["prune"]["retrain_epochs"] == 3 and later["prune"]["retrain_epochs"] == 1
+    assert {r["retrain_epochs"] for r in summary.records if r["rate"] == 10} == {3}
+
+
 @needs_synth
 def test_parallel_chains_give_the_records_of_one_process(tiny_corpus, tmp_path):
     """jobs=2 runs the bsp and magnitude chains in worker processes: the same rows, bit for

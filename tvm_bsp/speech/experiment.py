@@ -96,8 +96,10 @@ class RunSummary:
     trained_epochs : int
         Dense epochs plus pruning units trained by this call (0 on a finished rerun).
     skipped_rows : list of str
-        Rows found finished.
+        Rows found finished (carried ones included).
     wall_s : float
+    carried_rows : list of str
+        Rows installed from ``rows_from`` by this call (:func:`tvm_bsp.speech.carry.install_rows`).
     """
 
     records: list[dict[str, Any]]
@@ -105,6 +107,7 @@ class RunSummary:
     trained_epochs: int = 0
     skipped_rows: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    carried_rows: list[str] = field(default_factory=list)
 
     def to_json(self, config: ExperimentConfig) -> dict[str, Any]:
         """The JSON document ``scripts/table1.py --json`` writes."""
@@ -129,6 +132,7 @@ def run_experiment(
     jobs: int = 1,
     dense_from: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = None,
+    rows_from: str | os.PathLike | None = None,
 ) -> RunSummary:
     """Run (or resume) the whole experiment (module docstring).
 
@@ -153,6 +157,10 @@ def run_experiment(
         A dense-training checkpoint (``.safetensors``, :mod:`tvm_bsp.speech.train_state`) to
         continue from when the work directory has none (e.g. one committed by an earlier
         session of a long run).
+    rows_from : path-like, optional
+        A folder of rows saved by :func:`tvm_bsp.speech.carry.save_rows` (an earlier session's
+        commit): its rows this work directory has not finished are installed (after the
+        settings check) and then count as finished.
     jobs : int
         Worker processes for the method chains after dense training (each with one torch
         thread; ``1``: everything in this process). The chains are independent, so on a
@@ -171,6 +179,12 @@ def run_experiment(
     t0 = time.time()
     work = Work(work_dir, echo)
     check_settings(work, config)
+    carried: list[str] = []
+    if rows_from is not None:
+        from tvm_bsp.speech.carry import install_rows
+
+        carried = install_rows(work.root, rows_from, config=config)
+        work.log(f"rows carried from {rows_from}: {', '.join(carried) or 'none'}")
     train, evals = load_data(work, config, progress, corpus_dir)
     if report_only and not (work.root / "dense" / "eval.json").exists():
         raise ValueError(f"{work.root} has no finished dense model to report on")
@@ -224,6 +238,7 @@ def run_experiment(
         trained_epochs=trained,
         skipped_rows=skipped,
         wall_s=time.time() - t0,
+        carried_rows=carried,
     )
     work.log(f"done: {len(rows)} rows, {trained} epochs trained, {summary.wall_s:.0f} s")
     return summary

@@ -17,13 +17,15 @@ TABLE1_PRUNE = PruneSettings(
     row_blocks=192,
     admm_epochs=2,
     retrain_epochs=24,
+    first_retrain_epochs=48,
     distill_weight=0.7,
     chunk_frames=100,
     bf16="auto",
 )
 """Pruning schedule of the default Table I run: per row 2 ADMM + 24 retraining units of 350
-utterances, distillation from the dense model, BSP grid 192 x 16 (stripes of 4 rows: one NEON
-float32x4 vector per stripe on the phone).
+utterances (48 for the first row of a chain, pruned from the dense model), distillation from
+the dense model, BSP grid 192 x 16 (stripes of 4 rows: one NEON float32x4 vector per stripe on
+the phone).
 
 A/B runs on 10x BSP from the dense model, PER on the first 150 dev utterances (dense 43.0):
 2 + 6 units without distillation 64.5 %, with distillation 62.9 %, 2 + 12 units with
@@ -145,6 +147,18 @@ def quick_config() -> ExperimentConfig:
         smooth=5,
         min_run=3,
     )
+
+
+#: Settings of :meth:`ExperimentConfig.core` that the dense model does not depend on.
+PRUNING_ONLY_SETTINGS = ("prune", "gradual")
+
+
+def dense_settings(core: dict[str, Any]) -> dict[str, Any]:
+    """The part of a :meth:`ExperimentConfig.core` dictionary the dense model depends on.
+
+    A shipped dense model serves every run that agrees on it, whatever its pruning schedule.
+    """
+    return {k: v for k, v in core.items() if k not in PRUNING_ONLY_SETTINGS}
 
 
 def settings_digest(config: ExperimentConfig) -> str:

@@ -85,12 +85,14 @@ def run_row(
     """Prune, retrain, evaluate and save one row; return its result and the units trained.
 
     ``start`` (default ``ctx.dense``) is the model the row prunes, named ``start_from`` in the
-    result; ``ctx.dense`` stays the distillation teacher.
+    result; ``ctx.dense`` stays the distillation teacher. A row started from the dense model
+    retrains ``first_retrain_epochs`` units (:meth:`PruneSettings.for_row`).
     """
     from tvm_bsp.prune import export_bspc
     from tvm_bsp.prune.config import spec_to_dict
 
     work, config, dense, evals = ctx.work, ctx.config, ctx.dense, ctx.evals
+    settings = config.prune.for_row(first=start_from == "dense")
 
     rdir = work.row_dir(method, rate)
     rdir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,7 @@ def run_row(
         ctx.train,
         method,
         rate,
-        config.prune,
+        settings,
         checkpoint_dir=rdir / "admm",
         progress=ctx.progress,
         log=log,
@@ -132,7 +134,7 @@ def run_row(
             n: float(m.numel() / max(1, int(m.sum()))) for n, m in out.masks.items()
         },
         "specs": {n: spec_to_dict(s) for n, s in out.config.items()},
-        "prune": config.prune.to_dict(),
+        "prune": settings.to_dict(),
         "bspc_dir": bspc,
         "start_from": start_from,
         "history": [

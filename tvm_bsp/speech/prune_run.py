@@ -34,7 +34,7 @@ import copy
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,6 +116,9 @@ class PruneSettings:
         frames (:mod:`tvm_bsp.speech.batching`); ``chunk_frames = 0``: whole utterances.
     bf16 : bool or "auto"
         bfloat16 autocast of the training forward passes (:mod:`tvm_bsp.speech.precision`).
+    first_retrain_epochs : int
+        Retraining units of the first row of a gradual chain (the one pruned from the dense
+        model, which moves furthest); 0: ``retrain_epochs``.
     """
 
     row_blocks: int = 24
@@ -139,6 +142,13 @@ class PruneSettings:
     chunk_frames: int = 0
     left_context: int = 20
     bf16: bool | str = False
+    first_retrain_epochs: int = 0
+
+    def for_row(self, first: bool) -> PruneSettings:
+        """The settings a row runs with: ``first`` rows retrain ``first_retrain_epochs``."""
+        if not first or self.first_retrain_epochs <= 0:
+            return self
+        return replace(self, retrain_epochs=self.first_retrain_epochs)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dictionary."""

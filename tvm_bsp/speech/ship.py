@@ -30,7 +30,8 @@ def shipped_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "pretrained" / "table1"
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -109,7 +110,7 @@ def ship_run(
         written.append(
             save_pretrained(model, out / f"bsp-{row['rate']:g}.safetensors", masks=masks, info=info)
         )
-    manifest = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in written}
+    manifest = {p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in written}
     manifest_path = out / MANIFEST
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return [*written, manifest_path]
@@ -129,6 +130,6 @@ def verify_shipped(folder: str | os.PathLike | None = None) -> dict[str, dict[st
         path = root / name
         if not path.is_file():
             raise ValueError(f"shipped model {path} is missing")
-        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+        if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
             raise ValueError(f"shipped model {path} does not match {root / MANIFEST}")
     return manifest

@@ -94,6 +94,12 @@ def _schedule(config: Mapping[str, Any]) -> str:
     if not prune:
         return ""
     per_row = (prune["admm_epochs"] + prune["retrain_epochs"]) * prune["utts_per_epoch"]
+    longer = prune.get("first_retrain_epochs") or 0
+    first = (
+        f"; the first row of a chain, pruned from the dense model, retrains {longer} units"
+        if longer > 0 and config.get("gradual")
+        else ""
+    )
     start = (
         "Gradual pruning: the rates of each method run in ascending order and every row "
         "starts from the previous rate's pruned model (the first from the dense model); each "
@@ -111,7 +117,7 @@ def _schedule(config: Mapping[str, Any]) -> str:
     return (
         f"{start} {prune['admm_epochs']} ADMM units + "
         f"{prune['retrain_epochs']} masked-retraining units of {prune['utts_per_epoch']} "
-        f"utterances ({per_row} utterances in all; the dense model saw "
+        f"utterances ({per_row} utterances in all{first}; the dense model saw "
         f"{config.get('dense_epochs', '?')} x {config.get('n_train', '?')}). BSP grid "
         f"{prune['row_blocks']}x{prune['col_blocks']} (input matrix "
         f"{prune['row_blocks']}x{prune['input_col_blocks']}); ESE {prune['balanced_groups']} "

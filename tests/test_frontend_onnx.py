@@ -132,3 +132,21 @@ def test_compile_model_takes_a_path(tmp_path):
     _check(model, import_onnx(path)[1], cm.forward, feeds_for(model, 4, 2))
     with pytest.raises(ValueError, match="submodule"):
         tvm_bsp.compile_model(path, submodule="rnn")
+
+
+def test_weight_names_that_are_not_identifiers_compile(monkeypatch):
+    """Exporters name weights ``onnx::GRU_12`` or ``/rnn/W``: such names compile as they are
+    (Relax accepts them as variable names), without the ONNX frontend's renaming."""
+    from tvm_bsp.frontend import onnx_import
+
+    model = rnn_graph("GRU", layers=2, seed=7)
+    renamed = {init.name: f"/rnn/onnx::{init.name}:0" for init in model.graph.initializer}
+    for init in model.graph.initializer:
+        init.name = renamed[init.name]
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    monkeypatch.setattr(onnx_import, "_safe_names", lambda desc: None)
+    cm = tvm_bsp.compile_model(model)
+    desc, sig = import_onnx(model)
+    assert any("::" in n for n in desc.weights())
+    _check(model, sig, cm.forward, feeds_for(model, 5, 2, seed=1))

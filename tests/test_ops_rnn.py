@@ -214,7 +214,7 @@ def test_linear_template_matches_te_compute():
 def test_fast_activations_accuracy():
     from tvm.script import tirx as T
 
-    from tvm_bsp.ops.rnn_math import fast_exp, fast_sigmoid, fast_tanh
+    from tvm_bsp.ops.fast_math import fast_exp, fast_sigmoid, fast_tanh
 
     n = 4096
 

@@ -7,7 +7,7 @@ pre-activations of the tile in a local buffer ``acc`` (gate ``g``, lane ``v`` at
 ``S`` (``4 * P``): an activation is only ever applied to a short sum of loads, which keeps
 the polynomial activations small (nesting them makes TIR expressions, and the compile time,
 explode) and avoids scalar ``let`` bindings inside vectorized loops (they miscompile, see the
-stack notes). Activations are the vectorizable forms of :mod:`tvm_bsp.ops.rnn_math`, or TVM's
+stack notes). Activations are the vectorizable forms of :mod:`tvm_bsp.ops.fast_math`, or TVM's
 intrinsics with ``exact=True``.
 
 The state is double-buffered: ``hb[t % 2]`` is read, ``hb[(t + 1) % 2]`` written, and the new
@@ -22,11 +22,11 @@ from collections.abc import Callable
 from tvm import tirx
 from tvm.script import tirx as T
 
-from tvm_bsp.ops.rnn_math import fast_sigmoid, fast_tanh
+from tvm_bsp.ops.fast_math import fast_sigmoid, fast_tanh
 
 
 def activations(exact: bool = False) -> tuple[Callable, Callable]:
-    """``(sigmoid, tanh)`` expression builders: :mod:`tvm_bsp.ops.rnn_math`, or TVM's
+    """``(sigmoid, tanh)`` expression builders: :mod:`tvm_bsp.ops.fast_math`, or TVM's
     intrinsics with ``exact=True``."""
     if exact:
         return tirx.sigmoid, tirx.tanh

@@ -11,7 +11,7 @@ knob               meaning
                    per round, loaded once for all lanes of the panel
 ``frames``         mat-mat kernels: frames per work-group (the staged columns serve all of them)
 ``exact``          OpenCL's ``exp`` for sigmoid/tanh (True) or the polynomial forms of
-                   :mod:`tvm_bsp.ops.rnn_math`
+                   :mod:`tvm_bsp.ops.fast_math`
 =================  ===============================================================================
 
 Defaults per device: Mali (Bifrost/Valhall) has small work-groups that like per-thread

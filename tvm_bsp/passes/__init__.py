@@ -2,10 +2,13 @@
 
 - :func:`SparsifyWeights`: named dense weights -> their BSPC form.
 - :func:`AttachSchedules`: record the target and the kernel knobs (defaults or tuned).
+- :func:`AttachOpenCLSchedules`: the same for an OpenCL target (same precedence rule:
+  :func:`~tvm_bsp.passes.knob_table.knob_table`).
 - :func:`LowerRNN`: recurrent/dense placeholders -> input projection + time-loop kernels.
 - :func:`rnn_pipeline`: the three as one ``tvm.transform.Sequential``.
 """
 
+from tvm_bsp.passes.attach_opencl_schedules import AttachOpenCLSchedules
 from tvm_bsp.passes.attach_schedules import AttachSchedules, knobs_of
 from tvm_bsp.passes.ir_utils import BSPC_OP, bspc_call, bspc_from_call
 from tvm_bsp.passes.lower_rnn import LowerRNN
@@ -14,6 +17,7 @@ from tvm_bsp.passes.sparsify import SparsifyWeights
 
 __all__ = [
     "BSPC_OP",
+    "AttachOpenCLSchedules",
     "AttachSchedules",
     "LowerRNN",
     "SparsifyWeights",

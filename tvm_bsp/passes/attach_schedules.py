@@ -9,7 +9,7 @@ from typing import Any
 import tvm
 
 from tvm_bsp.ops.rnn_knobs import RNNKnobs, default_knobs
-from tvm_bsp.passes.ir_utils import var_name
+from tvm_bsp.passes.knob_table import knob_table
 
 #: Module attribute holding the target (a ``tvm.target.Target``).
 TARGET_ATTR = "tvm_bsp.target"
@@ -39,7 +39,8 @@ def AttachSchedules(
         weight's name), or ``"*"`` for every layer. Missing knobs keep the defaults.
     defaults : mapping, optional
         Overrides of the target defaults for every layer; they win over tuned records (an
-        explicit ``knobs={"threads": 1}`` holds even for a tuned layer).
+        explicit ``knobs={"threads": 1}`` holds even for a tuned layer; the rule of
+        :func:`~tvm_bsp.passes.knob_table.knob_table`, the same on OpenCL).
 
     Returns
     -------
@@ -55,15 +56,7 @@ def AttachSchedules(
             f"the RNN sequence kernels have CPU (llvm) templates only; no template for "
             f"target {target}"
         )
-    base = default_knobs(target).updated(defaults)
-    table = {"*": json.loads(base.to_json())}
-    for name, overrides in sorted((tuned or {}).items(), key=lambda kv: kv[0] != "*"):
-        key = "*" if name == "*" else var_name(name)
-        merged = base.updated(table.get(key, {})).updated(overrides).updated(defaults)
-        table[key] = json.loads(merged.to_json())
-        if key == "*":
-            base = merged
-    text = json.dumps(table, sort_keys=True)
+    text = knob_table(default_knobs(target), tuned, defaults)
 
     @tvm.transform.module_pass(opt_level=0, name="AttachSchedules")
     def transform(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:

@@ -179,7 +179,7 @@ def LowerRNN() -> tvm.transform.Pass:
     folded into it) and the sequence kernel with the time loop inside
     (:mod:`tvm_bsp.ops.rnn_seq_dense` / :mod:`tvm_bsp.ops.rnn_seq_bspc`, chosen by whether the
     recurrent weight is dense or in BSPC form). Each dense layer becomes one mat-mat call.
-    For an OpenCL target (recorded by :func:`~tvm_bsp.passes.pipeline.AttachOpenCLSchedules`)
+    For an OpenCL target (recorded by :func:`~tvm_bsp.passes.AttachOpenCLSchedules`)
     the kernels are those of :mod:`tvm_bsp.ops.rnn_gpu` (same signatures up to the packed
     constants: a host loop over time launching per-step device kernels).
     Weights are packed into the kernels' layouts as new constants (once per weight, shared by

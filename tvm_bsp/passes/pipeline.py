@@ -1,52 +1,18 @@
-"""The RNN pass pipeline: sparsify, attach schedules, lower."""
+"""The RNN pass pipeline (sparsify, attach schedules, lower) and its target check."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import tvm
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
-from tvm_bsp.passes.attach_schedules import TARGET_ATTR, AttachSchedules
-from tvm_bsp.passes.ir_utils import var_name
+from tvm_bsp.passes.attach_opencl_schedules import AttachOpenCLSchedules
+from tvm_bsp.passes.attach_schedules import AttachSchedules
 from tvm_bsp.passes.lower_rnn import LowerRNN
 from tvm_bsp.passes.sparsify import SparsifyWeights
-from tvm_bsp.schedules.gpu_rnn import GPU_KNOBS_ATTR, default_gpu_rnn_knobs, is_opencl
-
-
-def AttachOpenCLSchedules(
-    target: tvm.target.Target,
-    tuned: Mapping[str, Mapping[str, Any]] | None = None,
-    defaults: Mapping[str, Any] | None = None,
-) -> tvm.transform.Pass:
-    """The OpenCL counterpart of :func:`~tvm_bsp.passes.AttachSchedules`.
-
-    Records the target and the knobs of :mod:`tvm_bsp.schedules.gpu_rnn` (device defaults,
-    then ``defaults``, then ``tuned`` per weight name or ``"*"``) as module attributes that
-    :func:`~tvm_bsp.passes.LowerRNN` reads to instantiate the OpenCL kernels.
-
-    Raises
-    ------
-    ValueError
-        For a target that is not OpenCL, or an unknown knob or bad knob value.
-    """
-    base = default_gpu_rnn_knobs(target).updated(defaults)
-    table = {"*": json.loads(base.to_json())}
-    for name, overrides in sorted((tuned or {}).items(), key=lambda kv: kv[0] != "*"):
-        key = "*" if name == "*" else var_name(name)
-        merged = base.updated(table.get(key, {})).updated(overrides)
-        table[key] = json.loads(merged.to_json())
-        if key == "*":
-            base = merged
-    text = json.dumps(table, sort_keys=True)
-
-    @tvm.transform.module_pass(opt_level=0, name="AttachOpenCLSchedules")
-    def transform(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return mod.with_attr(TARGET_ATTR, target).with_attr(GPU_KNOBS_ATTR, text)
-
-    return transform
+from tvm_bsp.schedules.gpu_rnn import is_opencl
 
 
 def check_target(model: Any, target: tvm.target.Target) -> None:

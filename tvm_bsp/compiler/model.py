@@ -207,7 +207,8 @@ def compile_model(
     submodule : str, optional
         Compile only this part of ``module`` (a dotted path such as ``"decoder.rnn"``): an
         RNN, or a container whose forward is "RNN then head ops". The rest of the model stays
-        in torch; README "A recurrent part of a bigger model" shows how to splice it back.
+        in torch; docs/compile.md ("A recurrent part of a bigger model") shows how to splice
+        it back.
 
     Returns
     -------

@@ -27,22 +27,6 @@ from tvm_bsp.schedules.gpu_rnn import GPURNNKnobs, gpu_knobs_of
 _CELLS = {op: cell for cell, op in RNN_OPS.items()}
 
 
-def _fold_reshapes(func: relax.Function) -> relax.Function:
-    """``reshape(reshape(x, a), b) -> reshape(x, b)`` (each reshape is a VM instruction)."""
-    from tvm.relax.dpl import is_op, wildcard
-
-    inner = is_op("relax.reshape")(wildcard(), wildcard())
-    outer = is_op("relax.reshape")(inner, wildcard())
-
-    def rewrite(expr: relax.Expr, matches) -> relax.Expr:
-        source = matches[inner].args[0]
-        if _same_shape(source, tuple(expr.ty.shape)):
-            return source
-        return relax.op.reshape(source, expr.args[1])
-
-    return relax.dpl.rewrite_call(outer, rewrite, func)
-
-
 def _same_shape(expr: relax.Expr, shape: tuple) -> bool:
     current = getattr(expr.ty, "shape", None)
     if current is None or len(current) != len(shape):
@@ -199,9 +183,9 @@ def LowerRNN() -> tvm.transform.Pass:
             if isinstance(func, relax.Function):
                 lowerer.builder_.update_func(gv, lowerer.visit_expr(func))
         out = lowerer.builder_.get()
-        for gv, func in out.functions_items():
-            if isinstance(func, relax.Function):
-                out[gv] = _fold_reshapes(func)
+        # reshape(reshape(x, a), b) -> reshape(x, b), and no-op reshapes dropped: each
+        # reshape is a VM instruction per call
+        out = relax.transform.RemoveRedundantReshape()(out)
         return relax.transform.DeadCodeElimination()(out)
 
     return transform

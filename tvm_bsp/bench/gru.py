@@ -18,6 +18,10 @@ Every number is the median of repeated runs. The tables mirror RTMobile's Table 
 CPU column: Kryo 485; here: this host). Run it on a quiet machine: a process holding a core
 stalls every barrier of the parallel time loops.
 
+This module holds the reference model, the measurement plan (:func:`run`) and the command
+line; the timers and the accuracy check are in :mod:`tvm_bsp.bench.gru_timers`, the tables
+and RTMobile's figures in :mod:`tvm_bsp.bench.gru_table`.
+
 Usage::
 
     tvm-bsp bench gru [--quick] [--rates 1,10] [--grid 96x16[,384x16]] [--json PATH]
@@ -30,58 +34,88 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tvm_bsp.bench.gru_table import PAPER_CPU_SPEEDUP, PAPER_CPU_US, table
+from tvm_bsp.bench.gru_timers import check, time_onnxruntime, time_torch, time_tvm
 from tvm_bsp.bspc.grid import parse_grid_list as parse_grids
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "GRIDS",
+    "HIDDEN",
+    "INPUT",
+    "LAYERS",
+    "MODEL",
+    "PAPER_CPU_SPEEDUP",
+    "PAPER_CPU_US",
+    "QUICK_RATES",
+    "RATES",
+    "add_arguments",
+    "grids_for",
+    "main",
+    "parse_grid_list",
+    "pruned",
+    "reference_gru",
+    "run",
+    "run_args",
+    "table",
+]
 
 RATES = (1, 10, 19, 29, 43, 80, 103, 153, 245, 301)
 QUICK_RATES = (1, 10, 103, 301)
-#: RTMobile Table II: CPU speedup over dense (Snapdragon 855 Kryo 485).
-PAPER_CPU_SPEEDUP = {
-    1: 1.0,
-    10: 5.9,
-    19: 10.1,
-    29: 15.3,
-    43: 20.7,
-    80: 32.7,
-    103: 35.2,
-    153: 41.8,
-    245: 47.1,
-    301: 48.9,
-}
-#: RTMobile Table II: CPU microseconds per frame.
-PAPER_CPU_US = {
-    1: 7130.0,
-    10: 1210.2,
-    19: 709.33,
-    29: 464.73,
-    43: 344.77,
-    80: 218.01,
-    103: 202.72,
-    153: 170.74,
-    245: 151.28,
-    301: 145.93,
-}
 MODEL = "gru-2x1024-in39"
 INPUT, HIDDEN, LAYERS = 39, 1024, 2
 GRIDS = {(3 * HIDDEN, HIDDEN): (96, 16), (3 * HIDDEN, INPUT): (96, 4)}
 
+#: ``{weight shape: (row blocks, column blocks)}`` of the reference model's matrices.
+ShapeGrids = dict[tuple[int, int], tuple[int, int]]
 
-def grids_for(row_blocks: int, col_blocks: int) -> dict[tuple[int, int], tuple[int, int]]:
+
+def grids_for(row_blocks: int, col_blocks: int) -> ShapeGrids:
     """The per-shape grids of the reference model for a ``ROWSxCOLS`` grid of its H-wide
-    matrices (the 39-column input matrix keeps 4 column stripes)."""
+    matrices (the 39-column input matrix keeps 4 column stripes).
+
+    Parameters
+    ----------
+    row_blocks, col_blocks : int
+        The grid of the ``3H x H`` matrices.
+
+    Returns
+    -------
+    ShapeGrids
+        ``{(3H, H): (row_blocks, col_blocks), (3H, 39): (row_blocks, 4)}``.
+    """
     return {(3 * HIDDEN, HIDDEN): (row_blocks, col_blocks), (3 * HIDDEN, INPUT): (row_blocks, 4)}
 
 
 def parse_grid_list(text: str) -> list[tuple[int, int]]:
-    """``"96x16,384x16"`` -> ``[(96, 16), (384, 16)]`` within the reference model's shapes."""
+    """``"96x16,384x16"`` -> ``[(96, 16), (384, 16)]`` within the reference model's shapes.
+
+    Parameters
+    ----------
+    text : str
+        Comma list of ``ROWSxCOLS`` grids.
+
+    Returns
+    -------
+    list of (int, int)
+        The grids, in order.
+
+    Raises
+    ------
+    ValueError
+        For a malformed or repeated item, or a grid finer than the matrices (rows beyond
+        ``3H``, columns beyond the input matrix's 39).
+    """
     grids = parse_grids(text)
     for rb, cb in grids:
         if not (rb <= 3 * HIDDEN and cb <= INPUT):
@@ -92,29 +126,41 @@ def parse_grid_list(text: str) -> list[tuple[int, int]]:
     return grids
 
 
-def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeat`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+def reference_gru() -> torch.nn.GRU:
+    """The dense reference model, seeded.
 
-
-# ---------------------------------------------------------------------- models
-def reference_gru():
-    """The dense reference model, seeded."""
+    Returns
+    -------
+    torch.nn.GRU
+        ``GRU(INPUT, HIDDEN, LAYERS)`` in eval mode, weights from ``torch.manual_seed(0)``.
+    """
     import torch
 
     torch.manual_seed(0)
     return torch.nn.GRU(INPUT, HIDDEN, LAYERS).eval()
 
 
-def pruned(model, rate: int, grids: dict | None = None):
-    """A copy of ``model`` with BSP-pruned weights (zero outside the masks) and the masks."""
+def pruned(
+    model: torch.nn.GRU, rate: int, grids: ShapeGrids | None = None
+) -> tuple[torch.nn.GRU, dict[str, np.ndarray], dict[str, tuple[int, int]], float]:
+    """A copy of ``model`` with BSP-pruned weights (zero outside the masks) and the masks.
+
+    Parameters
+    ----------
+    model : torch.nn.GRU
+        The dense reference model (left unchanged).
+    rate : int
+        Compression rate, a key of :data:`tvm_bsp.prune.PAPER_SPLITS` (its column rate is
+        used).
+    grids : ShapeGrids, optional
+        Per-shape grids; default :data:`GRIDS`.
+
+    Returns
+    -------
+    (torch.nn.GRU, dict, dict, float)
+        The pruned copy, ``{weight name: bool mask}``, ``{weight name: grid}`` and the
+        achieved compression (weights over kept weights).
+    """
     import torch
 
     from tvm_bsp.prune import PAPER_SPLITS, bsp_mask_at_rate
@@ -137,187 +183,13 @@ def pruned(model, rate: int, grids: dict | None = None):
     return copy, masks, by_name, size / kept
 
 
-# ---------------------------------------------------------------------- timers
-def time_tvm(cm, T: int, repeat: int, threads: int) -> dict[str, float]:
-    """``{"stream": us/frame, "utterance": us/frame}`` of a compiled model on ``threads``."""
-    import tvm
-
-    from tvm_bsp.deploy.session import configure_threads
-
-    vm = cm.session.vm
-    configure_threads(threads)
-    rng = np.random.default_rng(1)
-    x = tvm.runtime.tensor(rng.standard_normal((T, 1, INPUT)).astype(np.float32))
-    frames = [tvm.runtime.tensor(f) for f in rng.standard_normal((T, 1, INPUT)).astype(np.float32)]
-    state0 = tvm.runtime.tensor(np.zeros((LAYERS, 1, HIDDEN), np.float32))
-    forward, step = vm["forward"], vm["step"]
-
-    def stream():
-        state = state0
-        for frame in frames:
-            _, state = step(frame, state)
-
-    utt = median_time(lambda: forward(x, state0), repeat)
-    strm = median_time(stream, max(3, repeat // 2))
-    return {"stream": strm / T * 1e6, "utterance": utt / T * 1e6}
-
-
-def time_torch(model, T: int, repeat: int, threads: int) -> dict[str, float]:
-    """Per-frame latency of ``torch.nn.GRU`` with ``threads`` intra-op threads."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        rng = np.random.default_rng(1)
-        x = torch.from_numpy(rng.standard_normal((T, 1, INPUT)).astype(np.float32))
-        h0 = torch.zeros(LAYERS, 1, HIDDEN)
-        frames = [x[t : t + 1] for t in range(T)]
-
-        def stream():
-            h = h0
-            for frame in frames:
-                _, h = model(frame, h)
-
-        with torch.no_grad():
-            utt = median_time(lambda: model(x, h0), repeat)
-            strm = median_time(stream, max(3, repeat // 2))
-    finally:
-        torch.set_num_threads(old)
-    return {"stream": strm / T * 1e6, "utterance": utt / T * 1e6}
-
-
-def onnx_gru_model(model, path: Path) -> str:
-    """Write an ONNX model of ``model``; returns how (``torch.onnx.export`` or ``onnx.helper``)."""
-    import torch
-
-    x = torch.zeros(5, 1, INPUT)
-    h0 = torch.zeros(LAYERS, 1, HIDDEN)
-    try:
-        torch.onnx.export(
-            model,
-            (x, h0),
-            str(path),
-            input_names=["x", "h0"],
-            output_names=["y", "hn"],
-            dynamic_axes={"x": {0: "T"}, "y": {0: "T"}},
-            dynamo=False,
-        )
-        return "torch.onnx.export"
-    except Exception:  # the exporter needs onnxscript (not installed) or fails otherwise
-        pass
-    _onnx_helper_gru(model, path)
-    return "onnx.helper"
-
-
-def _onnx_helper_gru(model, path: Path) -> None:
-    """Two ONNX GRU nodes (``linear_before_reset=1`` = torch's GRU) chained."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    H = HIDDEN
-    nodes, inits = [], []
-    seq = "x"
-    for k in range(LAYERS):
-        p = {
-            n: getattr(model, f"{n}_l{k}").detach().numpy()
-            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        }
-
-        def zrh(a):  # torch stacks r, z, n; ONNX z, r, h
-            return np.concatenate([a[H : 2 * H], a[:H], a[2 * H :]])
-
-        inits += [
-            numpy_helper.from_array(zrh(p["weight_ih"])[None], f"W{k}"),
-            numpy_helper.from_array(zrh(p["weight_hh"])[None], f"R{k}"),
-            numpy_helper.from_array(
-                np.concatenate([zrh(p["bias_ih"]), zrh(p["bias_hh"])])[None], f"B{k}"
-            ),
-            numpy_helper.from_array(np.array([k], np.int64), f"idx{k}"),
-        ]
-        nodes += [
-            helper.make_node("Gather", ["h0", f"idx{k}"], [f"h0_{k}"], axis=0),
-            helper.make_node(
-                "GRU",
-                [seq, f"W{k}", f"R{k}", f"B{k}", "", f"h0_{k}"],
-                [f"y{k}", f"hn{k}"],
-                hidden_size=H,
-                linear_before_reset=1,
-            ),
-            helper.make_node("Squeeze", [f"y{k}", "axis1"], [f"s{k}"]),
-        ]
-        seq = f"s{k}"
-    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
-    nodes.append(helper.make_node("Concat", [f"hn{k}" for k in range(LAYERS)], ["hn"], axis=0))
-    graph = helper.make_graph(
-        nodes,
-        "gru",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", 1, INPUT]),
-            helper.make_tensor_value_info("h0", TensorProto.FLOAT, [LAYERS, 1, H]),
-        ],
-        [
-            helper.make_tensor_value_info(seq, TensorProto.FLOAT, ["T", 1, H]),
-            helper.make_tensor_value_info("hn", TensorProto.FLOAT, [LAYERS, 1, H]),
-        ],
-        inits,
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-
-
-def time_onnxruntime(model, T: int, repeat: int, threads: int) -> tuple[dict[str, float], str]:
-    """Per-frame latency of ONNX Runtime on the exported model (and how it was exported)."""
-    import onnxruntime as ort
-    import torch
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "gru.onnx"
-        how = onnx_gru_model(model, path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
-    out, hn = (o.name for o in sess.get_outputs()[:2])
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((T, 1, INPUT)).astype(np.float32)
-    h0 = np.zeros((LAYERS, 1, HIDDEN), np.float32)
-    with torch.no_grad():
-        ref = model(torch.from_numpy(x), torch.from_numpy(h0))[0].numpy()
-    got = sess.run([out], dict(zip(names, (x, h0), strict=True)))[0].reshape(ref.shape)
-    if not np.allclose(got, ref, atol=1e-4):
-        raise RuntimeError(f"ONNX Runtime GRU ({how}) disagrees with torch")
-    frames = [x[t : t + 1] for t in range(T)]
-
-    def stream():
-        h = h0
-        for frame in frames:
-            _, h = sess.run([out, hn], {names[0]: frame, names[1]: h})
-
-    utt = median_time(lambda: sess.run([out], {names[0]: x, names[1]: h0}), repeat)
-    strm = median_time(stream, max(3, repeat // 2))
-    return {"stream": strm / T * 1e6, "utterance": utt / T * 1e6}, how
-
-
-# ---------------------------------------------------------------------- main
-def check(cm, model, T: int) -> float:
-    """Max abs difference of the compiled model from torch on a random utterance."""
-    import torch
-
-    x = np.random.default_rng(2).standard_normal((T, 1, INPUT)).astype(np.float32)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # no spinning OpenMP workers left behind to slow TVM's threads
-    try:
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x))[0].numpy()
-    finally:
-        torch.set_num_threads(threads)
-    return float(np.abs(cm.forward(x)[0] - ref).max())
-
-
 def run(
-    rates, T: int, repeat: int, threads: int, grids: dict | list[dict], peers: bool = True
+    rates: Sequence[int],
+    T: int,
+    repeat: int,
+    threads: int,
+    grids: ShapeGrids | list[ShapeGrids],
+    peers: bool = True,
 ) -> tuple[list[dict], dict]:
     """Measure everything; returns ``(records, notes)``.
 
@@ -327,6 +199,32 @@ def run(
 
     Our builds are timed first, and torch keeps one thread until its own turn: OpenMP and
     ONNX Runtime workers spin after their work and would steal the cores from TVM's pool.
+
+    Parameters
+    ----------
+    rates : sequence of int
+        Compression rates out of :data:`RATES` (1 is the dense build).
+    T : int
+        Frames of the utterance.
+    repeat : int
+        Timed runs per measurement.
+    threads : int
+        The most threads of our builds (each is also timed with 1) and ONNX Runtime's.
+    grids : ShapeGrids or list of ShapeGrids
+        The grid(s) of the BSPC builds.
+    peers : bool
+        Also time ``torch.nn.GRU`` (1 and 2 threads) and ONNX Runtime.
+
+    Returns
+    -------
+    (list of dict, dict)
+        One record per build, thread count and mode (``us_per_frame``, ``max_abs_error``,
+        ...), and notes on the run (load averages, TVM pool size, ONNX export path).
+
+    Raises
+    ------
+    RuntimeError
+        If a compiled model differs from torch by more than 1e-3.
     """
     import torch
 
@@ -342,7 +240,7 @@ def run(
     notes: dict = {"load_before": os.getloadavg(), "tvm_pool_threads": pool}
     model = reference_gru()
 
-    def add(mode, rate, impl, us, **extra):
+    def add(mode: str, rate: int, impl: str, us: float, **extra: object) -> None:
         records.append(
             {"model": MODEL, "mode": mode, "rate": rate, "impl": impl, "us_per_frame": us, **extra}
         )
@@ -361,7 +259,7 @@ def run(
             start = time.time()
             cm = tvm_bsp.compile_model(pmodel, knobs={"threads": tvm_threads}, **kwargs)
             compile_s = time.time() - start
-            times = time_tvm(cm, T, repeat, tvm_threads)
+            times = time_tvm(cm, pmodel, T, repeat, tvm_threads)
             error = check(cm, pmodel, T)
             if error > 1e-3:
                 raise RuntimeError(f"rate {rate}: compiled model differs from torch by {error}")
@@ -386,60 +284,19 @@ def run(
     return records, notes
 
 
-def table(records: list[dict]) -> str:
-    """Markdown tables like RTMobile's Table II (this host), per mode.
-
-    Our builds appear with 1 and with all threads; the speedup divides our dense time by
-    the BSPC time at the same thread count, and "best" uses the faster of the two for each.
-    With several grids, each BSPC rate has one row per grid.
-    """
-    ours: dict[tuple, float] = {}
-    peers: dict[tuple, float] = {}
-    for r in records:
-        if r["impl"] in ("bspc", "tvm_dense"):
-            ours[(r["mode"], r["rate"], r.get("grid", ""), r["threads"])] = r["us_per_frame"]
-        else:
-            peers[(r["mode"], r["impl"])] = r["us_per_frame"]
-    builds = sorted({k[1:3] for k in ours})
-    counts = sorted({k[3] for k in ours})
-    several = len({g for _, g in builds if g}) > 1
-    lines = []
-    for mode in ("stream", "utterance"):
-        dense = {n: ours.get((mode, 1, "", n)) for n in counts}
-        dense_values = [v for v in dense.values() if v]
-        best_dense = min(dense_values) if dense_values else None
-        heads = [f"ours {n}t us" for n in counts] + [f"speedup {n}t" for n in counts]
-        grid_head = "grid | " if several else ""
-        lines += [
-            f"\n{mode}: microseconds per frame, speedup over our dense build",
-            f"| rate | {grid_head}"
-            + " | ".join(heads)
-            + " | speedup best | RTMobile CPU speedup |",
-            "| --- " * (len(heads) + 3 + several) + "|",
-        ]
-        for rate, grid in builds:
-            us = {n: ours.get((mode, rate, grid, n)) for n in counts}
-            cells = [f"{us[n]:.1f}" if us[n] else "-" for n in counts]
-            cells += [f"{dense[n] / us[n]:.1f}" if us[n] and dense[n] else "-" for n in counts]
-            fastest = min((v for v in us.values() if v), default=None)
-            best = f"{best_dense / fastest:.1f}" if best_dense and fastest else "-"
-            grid_cell = f"{grid or '-'} | " if several else ""
-            lines.append(
-                f"| {rate} | {grid_cell}"
-                + " | ".join(cells)
-                + f" | {best} | {PAPER_CPU_SPEEDUP[rate]} |"
-            )
-        names = ("torch_dense_1t", "torch_dense_2t", "onnxruntime")
-        if any((mode, n) in peers for n in names):
-            lines.append(
-                "dense peers: "
-                + ", ".join(f"{n} {peers[(mode, n)]:.1f}" for n in names if (mode, n) in peers)
-            )
-    return "\n".join(lines)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the benchmark's options (``--quick``, ``--json``, ...) to ``parser``; return it."""
+    """Add the benchmark's options (``--quick``, ``--json``, ...) to ``parser``; return it.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser (``tvm-bsp bench gru``'s or the script's).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        ``parser``.
+    """
     parser.add_argument("--quick", action="store_true", help=f"rates {QUICK_RATES}, fewer runs")
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--frames", type=int, default=200, help="utterance length T")
@@ -466,13 +323,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point (``python scripts/bench_gru.py``)."""
+    """Command-line entry point (``python scripts/bench_gru.py``).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status (2 for bad options).
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     return run_args(add_arguments(parser).parse_args(argv))
 
 
 def run_args(args: argparse.Namespace) -> int:
-    """Run the benchmark with parsed options (see :func:`add_arguments`)."""
+    """Run the benchmark with parsed options (see :func:`add_arguments`).
+
+    Prints the tables; with ``--json PATH`` writes the records to ``PATH`` and the run's
+    context to ``PATH``'s ``.details.json`` sidecar (both atomically).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options.
+
+    Returns
+    -------
+    int
+        Exit status (2 for bad options).
+    """
     rates = QUICK_RATES if args.quick else RATES
     if args.rates:
         try:

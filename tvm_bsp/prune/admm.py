@@ -33,6 +33,10 @@ parameters. The lifecycle follows ``torch.ao.pruning``'s sparsifiers::
 Phases: ``"admm"`` (after :meth:`~BSPPruner.prepare`; masks all ones), ``"retrain"`` (after
 :meth:`~BSPPruner.hard_prune`; masks fixed), ``"squashed"`` (after
 :meth:`~BSPPruner.squash_mask`; plain parameters, masks remembered for export).
+
+This module holds the pruner's lifecycle and state; the ``rho`` schedules are in
+:mod:`tvm_bsp.prune.rho_schedule`, the projection of torch weights and the distances in
+:mod:`tvm_bsp.prune.torch_weights`.
 """
 
 from __future__ import annotations
@@ -54,43 +58,14 @@ from tvm_bsp.prune.config import (
     resolve_config,
 )
 from tvm_bsp.prune.projections import achieved_rate
+from tvm_bsp.prune.rho_schedule import RhoSchedule
+from tvm_bsp.prune.torch_weights import projection_mask, prunable_shapes, relative_norm
+
+__all__ = ["PHASES", "STATE_FORMAT", "STATE_VERSION", "BSPPruner", "RhoSchedule", "prunable_shapes"]
 
 PHASES = ("admm", "retrain", "squashed")
 STATE_FORMAT = "tvm_bsp.prune.BSPPruner"
 STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class RhoSchedule:
-    """Multiply ``rho`` by ``factor`` every ``every`` ADMM steps, capped at ``max_rho``.
-
-    Parameters
-    ----------
-    factor : float
-        Growth factor, ``>= 1`` (1 keeps ``rho`` constant).
-    max_rho : float
-        Upper bound on ``rho``.
-    every : int
-        Grow after every ``every``-th ADMM step.
-    """
-
-    factor: float = 1.0
-    max_rho: float = math.inf
-    every: int = 1
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.factor) and self.factor >= 1):
-            raise ValueError(f"factor must be a finite number >= 1, got {self.factor}")
-        if not self.max_rho > 0:
-            raise ValueError(f"max_rho must be positive, got {self.max_rho}")
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ValueError(f"every must be a positive integer, got {self.every!r}")
-
-    def __call__(self, rho: float, step: int) -> float:
-        """``rho`` to use after ADMM step number ``step`` (1-based) given the current one."""
-        if step % self.every == 0:
-            return min(rho * self.factor, self.max_rho)
-        return rho
 
 
 @dataclass
@@ -192,7 +167,7 @@ class BSPPruner:
         for entry in entries.values():
             masked.add_mask(entry.module, entry.attr)
             w = masked.original(entry.module, entry.attr).detach()
-            entry.z = w * _project(entry.spec, w)
+            entry.z = w * projection_mask(entry.spec, w)
             entry.u = torch.zeros_like(w)
         self.model, self.specs, self._entries = model, specs, entries
         self.config = config
@@ -243,9 +218,9 @@ class BSPPruner:
         for name, entry in self._entries.items():
             w = masked.original(entry.module, entry.attr).detach()
             v = w + entry.u
-            entry.z = v * _project(entry.spec, v)
+            entry.z = v * projection_mask(entry.spec, v)
             entry.u = v - entry.z  # = U + W - Z
-            residuals[name] = _relative(w - entry.z, w)
+            residuals[name] = relative_norm(w - entry.z, w)
         self.admm_steps += 1
         if self.rho_schedule is not None:
             new_rho = float(self.rho_schedule(self.rho, self.admm_steps))
@@ -265,7 +240,7 @@ class BSPPruner:
         out = {}
         for name, entry in self._entries.items():
             w = getattr(entry.module, entry.attr).detach()
-            out[name] = _relative(w - w * _project(entry.spec, w), w)
+            out[name] = relative_norm(w - w * projection_mask(entry.spec, w), w)
         return out
 
     @torch.no_grad()
@@ -285,7 +260,7 @@ class BSPPruner:
         rates = {}
         for name, entry in self._entries.items():
             w = masked.original(entry.module, entry.attr)
-            mask = _project(entry.spec, w.detach())
+            mask = projection_mask(entry.spec, w.detach())
             w.masked_fill_(~mask, 0)
             masked.set_mask(entry.module, entry.attr, mask)
             entry.z = entry.u = None
@@ -439,28 +414,6 @@ class BSPPruner:
             f"BSPPruner(phase={self.phase!r}, rho={self.rho:g}, admm_steps={self.admm_steps}, "
             f"weights={self.names})"
         )
-
-
-def prunable_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """``{name: shape}`` of the parameters a config can name (parametrized ones excluded)."""
-    return {
-        name: tuple(p.shape)
-        for name, p in model.named_parameters()
-        if "parametrizations" not in name.split(".")
-    }
-
-
-def _project(spec: Spec, w: torch.Tensor) -> torch.Tensor:
-    """Projection mask of a torch weight (float32 for the projection, mask on ``w``'s device)."""
-    src = w.detach()
-    if src.dtype not in (torch.float32, torch.float64):
-        src = src.float()
-    return spec.mask(src).to(w.device)
-
-
-def _relative(diff: torch.Tensor, ref: torch.Tensor) -> float:
-    norm = float(torch.linalg.vector_norm(ref.double()))
-    return float(torch.linalg.vector_norm(diff.double())) / norm if norm > 0 else 0.0
 
 
 def _checked(t: Any, like: torch.Tensor, dtype: torch.dtype, what: str) -> torch.Tensor:

@@ -27,67 +27,41 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tvm_bsp.cli_args import add_command, add_compile_options, add_model_options, bspc_source, fail
 from tvm_bsp.cli_wav import wav_features
 
-_TARGET_HELP = "host, arm64, android-arm64 (needs TVM_NDK_CC), opencl-mali, opencl-adreno"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _add_compile_options(p: argparse.ArgumentParser) -> None:
-    from tvm_bsp.tune.cli import target_name
-
-    p.add_argument(
-        "--target", type=target_name, default="host", help=f"{_TARGET_HELP} (default host)"
-    )
-    p.add_argument(
-        "--bspc",
-        default="auto",
-        help="'auto' (default): the BSPC export next to the model (DIR/bspc of 'tvm-bsp "
-        "prune') if present, else weights that are mostly zeros; 'none': all dense; or a "
-        "directory of BSPC .npz files",
-    )
-    p.add_argument("--db", type=Path, default=None, help="tuning database directory (tvm-bsp tune)")
-    p.add_argument("--threads", type=_positive, default=None, help="kernel threads")
+_COMPILE_HELP = "compile a saved GRU/LSTM model (dense or BSPC) into one deployable .so"
+_COMPILE_DESCRIPTION = (
+    "Compile a model saved by 'tvm-bsp train'/'prune' (or save_rnn_module) for "
+    "a named target into one shared library (weights embedded) that the TVM runtime alone "
+    "loads (tvm_bsp.deploy.load), plus MODEL.so.json with the output label names."
+)
 
 
 def add_compile_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tvm-bsp compile``; return its parser."""
-    p = subparsers.add_parser(
-        "compile",
-        help="compile a saved GRU/LSTM model (dense or BSPC) into one deployable .so",
-        description="Compile a model saved by 'tvm-bsp train'/'prune' (or save_rnn_module) for "
-        "a named target into one shared library (weights embedded) that the TVM runtime alone "
-        "loads (tvm_bsp.deploy.load), plus MODEL.so.json with the output label names.",
-    )
-    p.add_argument("model", type=Path, help="model .pt (its .json config beside it)")
+    p = add_command(subparsers, "compile", run_compile, _COMPILE_HELP, _COMPILE_DESCRIPTION)
+    add_model_options(p)
     p.add_argument("-o", "--output", type=Path, required=True, help="the .so to write")
-    _add_compile_options(p)
-    p.set_defaults(handler=run_compile)
+    add_compile_options(p)
     return p
+
+
+_DEPLOY_HELP = "compile (or take) a .so into a directory and run it on a WAV/feature file"
+_DEPLOY_DESCRIPTION = (
+    "Write DIR/model.so (+ model.so.json) for a target, compiling MODEL.pt "
+    "first if given one; with --wav or --features, run the runtime-only runner on it "
+    "(here, under qemu for arm64 when the emulator is set up, or print the command to run "
+    "on the device) and print phones, per-frame latency and the real-time factor."
+)
 
 
 def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tvm-bsp deploy``; return its parser."""
-    p = subparsers.add_parser(
-        "deploy",
-        help="compile (or take) a .so into a directory and run it on a WAV/feature file",
-        description="Write DIR/model.so (+ model.so.json) for a target, compiling MODEL.pt "
-        "first if given one; with --wav or --features, run the runtime-only runner on it "
-        "(here, under qemu for arm64 when the emulator is set up, or print the command to run "
-        "on the device) and print phones, per-frame latency and the real-time factor.",
-    )
-    p.add_argument("model", type=Path, help="model .pt to compile, or a compiled .so")
+    p = add_command(subparsers, "deploy", run_deploy, _DEPLOY_HELP, _DEPLOY_DESCRIPTION)
+    add_model_options(p, compiled=True)
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    _add_compile_options(p)
+    add_compile_options(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument(
         "--wav", type=Path, help="16-bit PCM WAV (resampled to 16 kHz if needed; features here)"
@@ -96,7 +70,6 @@ def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--utterance", action="store_true", help="the runner calls forward once (not per frame)"
     )
-    p.set_defaults(handler=run_deploy)
     return p
 
 
@@ -123,23 +96,6 @@ def _progress(message: str) -> None:
     print(f"tvm-bsp: {message}", file=sys.stderr, flush=True)
 
 
-def _fail(command: str, message: str, code: int = 1) -> int:
-    print(f"tvm-bsp {command}: error: {message}", file=sys.stderr)
-    return code
-
-
-def _bspc_source(value: str, model_path: Path) -> Any:
-    if value == "none":
-        return None
-    if value == "auto":
-        beside = model_path.parent / "bspc"
-        return str(beside) if beside.is_dir() else "auto"
-    path = Path(value)
-    if not path.is_dir():
-        raise FileNotFoundError(f"--bspc {value}: no such directory (or use 'auto' / 'none')")
-    return str(path)
-
-
 def compile_to(args: argparse.Namespace, output: Path) -> tuple[Path, Path, Any]:
     """Compile ``args.model`` for ``args.target`` into ``output`` plus its sidecar.
 
@@ -158,7 +114,7 @@ def compile_to(args: argparse.Namespace, output: Path) -> tuple[Path, Path, Any]
     from tvm_bsp.deploy.model_file import load_model_file
 
     loaded = load_model_file(args.model)
-    bspc = _bspc_source(args.bspc, args.model)
+    bspc = bspc_source(args.bspc, args.model)
     import tvm_bsp
 
     knobs = None if args.threads is None else {"threads": args.threads}
@@ -184,9 +140,9 @@ def run_compile(args: argparse.Namespace) -> int:
     try:
         so, sidecar, cm = compile_to(args, args.output)
     except NotImplementedError as err:
-        return _fail("compile", str(err))
+        return fail("compile", str(err))
     except RuntimeError as err:  # compiler / linker failures
-        return _fail("compile", str(err))
+        return fail("compile", str(err))
     sparse = cm.meta.get("sparse", [])
     print(
         f"wrote {so} ({so.stat().st_size / 1024:.0f} KiB; {cm.meta['cell']} "
@@ -309,7 +265,7 @@ def run_deploy(args: argparse.Namespace) -> int:
             so, _, cm = compile_to(args, so)
             print(f"wrote {so} ({len(cm.meta.get('sparse', []))} BSPC weights) and its sidecar")
     except (NotImplementedError, RuntimeError) as err:
-        return _fail("deploy", str(err))
+        return fail("deploy", str(err))
     if feats is None:
         return 0
     if deploy.runs_here:
@@ -323,9 +279,9 @@ def run_deploy(args: argparse.Namespace) -> int:
             _progress(f"emulated run finished in {time.monotonic() - t0:.0f} s (exit {code})")
             return code
         except subprocess.TimeoutExpired as err:
-            return _fail("deploy", f"the emulated runner did not finish in {err.timeout:.0f} s")
+            return fail("deploy", f"the emulated runner did not finish in {err.timeout:.0f} s")
         except RuntimeError as err:  # the emulator became unusable
-            return _fail("deploy", str(err))
+            return fail("deploy", str(err))
     command = device_command(so, feats, args.utterance, deploy.name.startswith("opencl"))
     print(f"{deploy.name} does not run on this machine; {command}")
     return 0

@@ -20,102 +20,70 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from tvm_bsp.bspc.grid import parse_grid
+from tvm_bsp.cli_args import (
+    DEFAULT_SIZES,
+    add_command,
+    add_corpus_options,
+    add_progress_option,
+    add_threads_option,
+    corpus_sizes,
+    fail,
+    grid_arg,
+    non_negative_int,
+    positive_int,
+    rate_arg,
+)
 
-DEFAULT_SIZES = (4000, 400, 400)
-
-
-def grid_arg(text: str) -> tuple[int, int]:
-    """argparse type of a ``ROWSxCOLS`` block grid (:func:`tvm_bsp.bspc.grid.parse_grid`)."""
-    try:
-        return parse_grid(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"rate must be a number, got {text!r}") from None
-    if not value >= 1 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"rate must be a finite number >= 1, got {text}")
-    return value
+__all__ = ["add_prune_parser", "add_train_parser", "grid_arg", "run_prune", "run_train"]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+def _add_data_options(p: argparse.ArgumentParser, default_note: str) -> None:
+    """The corpus, torch threads and progress options of ``train`` and ``prune``."""
+    add_corpus_options(p, default_note)
+    add_threads_option(p, "torch", 1)
+    add_progress_option(p)
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
-    return value
-
-
-def _add_corpus_args(p: argparse.ArgumentParser, default_note: str) -> None:
-    p.add_argument("--corpus", type=Path, default=None, help=f"corpus directory ({default_note})")
-    p.add_argument(
-        "--sizes",
-        type=lambda s: tuple(_non_negative(v) for v in s.split(",")),
-        default=None,
-        help="train,dev,test utterances to generate (default 4000,400,400)",
-    )
-    p.add_argument(
-        "--corpus-seed", type=int, default=None, help=f"corpus seed ({default_note}; else 0)"
-    )
-    p.add_argument("--threads", type=_positive, default=1, help="torch threads (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+_TRAIN_HELP = "train a dense GRU acoustic model on the synthetic corpus"
+_TRAIN_DESCRIPTION = (
+    "Generate (or reuse) the synthetic corpus, train a dense acoustic model "
+    "(resumable), save it (state dict + JSON config) and print its PER."
+)
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tvm-bsp train`` on an ``add_subparsers()`` object; return its parser."""
-    p = subparsers.add_parser(
-        "train",
-        help="train a dense GRU acoustic model on the synthetic corpus",
-        description="Generate (or reuse) the synthetic corpus, train a dense acoustic model "
-        "(resumable), save it (state dict + JSON config) and print its PER.",
-    )
+    p = add_command(subparsers, "train", run_train, _TRAIN_HELP, _TRAIN_DESCRIPTION)
     p.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
-    _add_corpus_args(p, "default .cache/corpus-<sizes>-s<seed>")
+    _add_data_options(p, "default .cache/corpus-<sizes>-s<seed>")
     p.add_argument("--cell", choices=("gru", "lstm", "kaldi_gru"), default="gru")
-    p.add_argument("--hidden", type=_positive, default=256, help="hidden units (default 256)")
-    p.add_argument("--layers", type=_positive, default=2, help="recurrent layers (default 2)")
+    p.add_argument("--hidden", type=positive_int, default=256, help="hidden units (default 256)")
+    p.add_argument("--layers", type=positive_int, default=2, help="recurrent layers (default 2)")
     p.add_argument("--head", choices=("framewise", "ctc"), default="framewise")
-    p.add_argument("--epochs", type=_positive, default=5, help="epochs (default 5)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 2e-3)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.set_defaults(handler=run_train)
     return p
+
+
+_PRUNE_HELP = "ADMM-prune + retrain the GRU matrices of a saved model; export BSPC"
+_PRUNE_DESCRIPTION = (
+    "Prune the GRU weight matrices of a model saved by 'tvm-bsp train' to a "
+    "compression rate (ADMM, hard pruning, masked retraining; resumable), export BSPC "
+    "files, save the pruned model and print PER and the achieved rate."
+)
 
 
 def add_prune_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tvm-bsp prune`` on an ``add_subparsers()`` object; return its parser."""
-    p = subparsers.add_parser(
-        "prune",
-        help="ADMM-prune + retrain the GRU matrices of a saved model; export BSPC",
-        description="Prune the GRU weight matrices of a model saved by 'tvm-bsp train' to a "
-        "compression rate (ADMM, hard pruning, masked retraining; resumable), export BSPC "
-        "files, save the pruned model and print PER and the achieved rate.",
-    )
+    p = add_command(subparsers, "prune", run_prune, _PRUNE_HELP, _PRUNE_DESCRIPTION)
     p.add_argument("model", type=Path, help="model file written by 'tvm-bsp train'")
-    p.add_argument("--rate", type=_rate, required=True, help="target compression, e.g. 19")
+    p.add_argument("--rate", type=rate_arg, required=True, help="target compression, e.g. 19")
     p.add_argument("--method", choices=("bsp", "magnitude", "balanced"), default="bsp")
     p.add_argument(
         "--grid",
@@ -124,14 +92,14 @@ def add_prune_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="BSP grid RBxCB of the H-wide matrices (default 24x16; the 39-wide input matrix "
         "uses RBx4)",
     )
-    p.add_argument("--groups", type=_positive, default=32, help="ESE row groups (default 32)")
-    p.add_argument("--admm-epochs", type=_non_negative, default=2, help="ADMM units (default 2)")
+    p.add_argument("--groups", type=positive_int, default=32, help="ESE row groups (default 32)")
+    p.add_argument("--admm-epochs", type=non_negative_int, default=2, help="ADMM units (default 2)")
     p.add_argument(
-        "--retrain-epochs", type=_non_negative, default=6, help="retraining units (default 6)"
+        "--retrain-epochs", type=non_negative_int, default=6, help="retraining units (default 6)"
     )
     p.add_argument(
         "--utts-per-epoch",
-        type=_non_negative,
+        type=non_negative_int,
         default=350,
         help="utterances per unit (default 350; 0: the whole training split)",
     )
@@ -150,14 +118,8 @@ def add_prune_parser(subparsers: Any) -> argparse.ArgumentParser:
         "already pruned at a lower rate, for gradual pruning)",
     )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    _add_corpus_args(p, "default: the one the model was trained on")
-    p.set_defaults(handler=run_prune)
+    _add_data_options(p, "default: the one the model was trained on")
     return p
-
-
-def _fail(command: str, message: str, code: int = 1) -> int:
-    print(f"tvm-bsp {command}: error: {message}", file=sys.stderr)
-    return code
 
 
 def _load_corpus(args: argparse.Namespace, corpus: Path, sizes: tuple[int, ...]):
@@ -166,13 +128,6 @@ def _load_corpus(args: argparse.Namespace, corpus: Path, sizes: tuple[int, ...])
     seed = args.corpus_seed or 0
     generate_corpus(corpus, *sizes, seed=seed, progress=not args.no_progress)
     return {s: load_split(corpus, s) for s in ("train", "dev", "test")}
-
-
-def _sizes(args: argparse.Namespace, fallback: tuple[int, ...] = DEFAULT_SIZES) -> tuple:
-    sizes = args.sizes if args.sizes is not None else fallback
-    if len(sizes) != 3:
-        raise ValueError(f"--sizes needs three numbers train,dev,test, got {sizes}")
-    return tuple(int(s) for s in sizes)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -185,10 +140,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     try:
-        sizes = _sizes(args)
+        sizes = corpus_sizes(args)
         config = ModelConfig(cell=args.cell, hidden=args.hidden, layers=args.layers, head=args.head)
     except ValueError as err:
-        return _fail("train", str(err), 2)
+        return fail("train", str(err), 2)
     args.corpus_seed = args.corpus_seed or 0
     corpus = args.corpus or Path(".cache") / (
         f"corpus-{sizes[0]}-{sizes[1]}-{sizes[2]}-s{args.corpus_seed}"
@@ -196,7 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         data = _load_corpus(args, corpus, sizes)
         if not data["train"]:
-            return _fail("train", f"corpus {corpus} has no training utterances", 2)
+            return fail("train", f"corpus {corpus} has no training utterances", 2)
         torch.manual_seed(args.seed)
         model = AcousticModel(config)
         t0 = time.time()
@@ -222,7 +177,7 @@ def run_train(args: argparse.Namespace) -> int:
         }
         pt, cfg = save_model(model, args.out, extra=extra)
     except (ValueError, RuntimeError, OSError) as err:
-        return _fail("train", str(err))
+        return fail("train", str(err))
     print(f"saved {pt} and {cfg}")
     for split, value in per.items():
         print(f"{split} PER {value:.2f}%")
@@ -261,15 +216,15 @@ def run_prune(args: argparse.Namespace) -> int:
     try:
         dense, extra = _load_saved(load_model, args.model)
     except (FileNotFoundError, ValueError) as err:
-        return _fail("prune", str(err), 1)
+        return fail("prune", str(err), 1)
     if not 0 <= args.distill <= 1:
-        return _fail("prune", f"--distill must be in [0, 1], got {args.distill}", 2)
+        return fail("prune", f"--distill must be in [0, 1], got {args.distill}", 2)
     teacher = None
     if args.teacher is not None:
         try:
             teacher, _ = _load_saved(load_model, args.teacher)
         except (FileNotFoundError, ValueError) as err:
-            return _fail("prune", f"teacher: {err}", 1)
+            return fail("prune", f"teacher: {err}", 1)
     grid = {} if args.grid is None else {"row_blocks": args.grid[0], "col_blocks": args.grid[1]}
     settings = PruneSettings(
         **grid,
@@ -286,11 +241,11 @@ def run_prune(args: argparse.Namespace) -> int:
         from tvm_bsp.prune.config import resolve_config
 
         resolve_config(prunable_shapes(dense), specs)
-        sizes = _sizes(args, tuple(extra.get("sizes", DEFAULT_SIZES)))
+        sizes = corpus_sizes(args, tuple(extra.get("sizes", DEFAULT_SIZES)))
         if args.corpus_seed is None:
             args.corpus_seed = int(extra.get("corpus_seed", 0))
     except ValueError as err:
-        return _fail("prune", str(err), 2)
+        return fail("prune", str(err), 2)
     corpus = args.corpus or Path(
         extra.get("corpus", f".cache/corpus-{sizes[0]}-{sizes[1]}-{sizes[2]}-s{args.corpus_seed}")
     )
@@ -299,7 +254,7 @@ def run_prune(args: argparse.Namespace) -> int:
     try:
         data = _load_corpus(args, corpus, sizes)
         if not data["train"]:
-            return _fail("prune", f"corpus {corpus} has no training utterances", 2)
+            return fail("prune", f"corpus {corpus} has no training utterances", 2)
         out.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         result = prune_model(
@@ -341,9 +296,9 @@ def run_prune(args: argparse.Namespace) -> int:
         )
         (out / "result.json").write_text(json.dumps(record, indent=2) + "\n")
     except NotBSPError as err:
-        return _fail("prune", f"BSPC export failed: {err}")
+        return fail("prune", f"BSPC export failed: {err}")
     except (ValueError, RuntimeError, OSError) as err:
-        return _fail("prune", str(err))
+        return fail("prune", str(err))
     print(
         f"{args.method} {args.rate:g}x: achieved {result.achieved_rate:.2f}x "
         f"({result.kept} of {result.total} GRU weights kept)"

@@ -13,50 +13,35 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tvm_bsp.cli_args import (
+    add_command,
+    add_json_option,
+    add_progress_option,
+    add_threads_option,
+    fail,
+    paper_rate,
+    paper_rates,
+)
+
 _DEFAULT_SIZE_RATES = "10,19,29,43,80,103,153,245,301"
 
 
-def _rates(text: str) -> list[int]:
-    from tvm_bsp.prune import PAPER_SPLITS
-
-    try:
-        rates = [int(r) for r in text.split(",") if r]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"rates must be integers, got {text!r}") from None
-    unknown = [r for r in rates if r not in PAPER_SPLITS]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"no column/row split known for rates {unknown}; choose from {sorted(PAPER_SPLITS)}"
-        )
-    return rates
-
-
-def _rate(text: str) -> float:
-    from tvm_bsp.prune import PAPER_SPLITS
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"rate must be a number, got {text!r}") from None
-    if value not in PAPER_SPLITS:
-        raise argparse.ArgumentTypeError(
-            f"no column/row split known for rate {text}; choose from {sorted(PAPER_SPLITS)}"
-        )
-    return value
+_DEMO_HELP = (
+    "the main job: corpus -> GRU -> BSP pruning -> TVM dense/BSPC builds for host and "
+    "arm64 run over RPC; PER and latency side by side"
+)
+_DEMO_DESCRIPTION = (
+    "Generate a small synthetic speech corpus, train a small GRU, BSP-prune it "
+    "(ADMM + masked retraining), compile dense and BSPC modules for the host and for arm64, "
+    "run all of them through local RPC servers (arm64: under qemu), and print PER and "
+    "per-frame latency side by side, plus the BSPC size table of RTMobile's reference GRU. "
+    "Corpus and models are cached under --work (a second run is faster)."
+)
 
 
 def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tvm-bsp demo`` on an ``add_subparsers()`` object; return its parser."""
-    p = subparsers.add_parser(
-        "demo",
-        help="the main job: corpus -> GRU -> BSP pruning -> TVM dense/BSPC builds for host and "
-        "arm64 run over RPC; PER and latency side by side",
-        description="Generate a small synthetic speech corpus, train a small GRU, BSP-prune it "
-        "(ADMM + masked retraining), compile dense and BSPC modules for the host and for arm64, "
-        "run all of them through local RPC servers (arm64: under qemu), and print PER and "
-        "per-frame latency side by side, plus the BSPC size table of RTMobile's reference GRU. "
-        "Corpus and models are cached under --work (a second run is faster).",
-    )
+    p = add_command(subparsers, "demo", handle, _DEMO_HELP, _DEMO_DESCRIPTION)
     p.add_argument("--work", type=Path, default=Path(".cache/demo"), help="cache/work folder")
     p.add_argument("--quick", action="store_true", help="tiny corpus and model (minutes)")
     p.add_argument(
@@ -65,9 +50,9 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train the demo's own small models instead of using the shipped Table I models "
         "(default: the shipped 2x512 dense GRU and its BSP row; --quick implies this)",
     )
-    p.add_argument("--rate", type=_rate, default=None, help="BSP compression (default 10)")
+    p.add_argument("--rate", type=paper_rate, default=None, help="BSP compression (default 10)")
     p.add_argument("--no-arm64", action="store_true", help="skip the arm64 (qemu) builds")
-    p.add_argument("--json", type=Path, default=None, help="write one JSON record per build")
+    add_json_option(p, "write one JSON record per build")
     p.add_argument("--plot", type=Path, default=None, help="plot file (default WORK/demo.png)")
     p.add_argument(
         "--sizes-only",
@@ -76,20 +61,14 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rates",
-        type=_rates,
+        type=paper_rates,
         default=None,
         help=f"rates of the size table (default {_DEFAULT_SIZE_RATES} with --sizes-only, "
         "10,80,301 otherwise)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the size table's weights")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (default 1: on a shared 2-core machine 2 threads ran 10-40x slower)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(handler=handle)
+    add_threads_option(p, "torch", 1, ": on a shared 2-core machine 2 threads ran 10-40x slower")
+    add_progress_option(p)
     return p
 
 
@@ -98,13 +77,12 @@ def handle(args: argparse.Namespace) -> int:
     from tvm_bsp.demo.sizes import run_demo as run_sizes
 
     if args.sizes_only:
-        rates = args.rates or _rates(_DEFAULT_SIZE_RATES)
+        rates = args.rates or paper_rates(_DEFAULT_SIZE_RATES)
         return run_sizes(rates, args.seed, args.json)
     try:
         return run_full(args)
     except (RuntimeError, ConnectionError, TimeoutError) as err:
-        print(f"tvm-bsp demo: error: {err}", file=sys.stderr)
-        return 1
+        return fail("demo", str(err))
 
 
 def _log(line: str) -> None:

@@ -28,6 +28,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tvm_bsp.cli_args import (
+    add_command,
+    add_json_option,
+    add_rpc_options,
+    add_target_option,
+    fail,
+    rpc_usage_error,
+    usage_error,
+)
+
 __all__ = [
     "add_rpc_server_parser",
     "add_tune_parser",
@@ -36,46 +46,20 @@ __all__ = [
 ]
 
 
-def _tracker(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host, int(port)
-
-
-def target_name(text: str) -> str:
-    """``--target`` value: a named target (bad ones are usage errors listing the valid names)."""
-    from tvm_bsp.deploy.targets import DEPLOY_TARGETS
-
-    if text not in DEPLOY_TARGETS:
-        raise argparse.ArgumentTypeError(
-            f"unknown target {text!r}; choose from {', '.join(DEPLOY_TARGETS)}"
-        )
-    return text
+_TUNE_HELP = "tune a model's kernels on the host or an RPC device (or search block sizes)"
+_TUNE_DESCRIPTION = (
+    "MODEL is a model file of `tvm-bsp train`/`prune` (OUT/model.pt, BSPC "
+    "weights from OUT/bspc/): tune the knobs of every recurrent layer for streaming. Or a "
+    "BSPC export directory (index.json): tune the BSPC kernel of every matrix. Every "
+    "measurement is appended to the database directory (rerunning resumes); "
+    "compile_model(..., tuned=DB) applies the best records. With --block-search, MODEL "
+    "is a dense model whose block grids x rates are searched for PER and latency."
+)
 
 
 def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``tune`` subcommand (handler in ``func``) to an ``add_subparsers()`` object.
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-
-    Returns
-    -------
-    argparse.ArgumentParser
-        The subcommand's parser.
-    """
-    p = subparsers.add_parser(
-        "tune",
-        help="tune a model's kernels on the host or an RPC device (or search block sizes)",
-        description="MODEL is a model file of `tvm-bsp train`/`prune` (OUT/model.pt, BSPC "
-        "weights from OUT/bspc/): tune the knobs of every recurrent layer for streaming. Or a "
-        "BSPC export directory (index.json): tune the BSPC kernel of every matrix. Every "
-        "measurement is appended to the database directory (rerunning resumes); "
-        "compile_model(..., tuned=DB) applies the best records. With --block-search, MODEL "
-        "is a dense model whose block grids x rates are searched for PER and latency.",
-    )
+    """Register ``tvm-bsp tune`` (handler in ``func``); return its parser."""
+    p = add_command(subparsers, "tune", run_tune, _TUNE_HELP, _TUNE_DESCRIPTION, attr="func")
     p.add_argument(
         "bspc_dir", type=Path, metavar="MODEL", help="model.pt (or its dir), or a BSPC export dir"
     )
@@ -86,14 +70,8 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="tuning database directory (required; with --block-search: optional, "
         "its records are applied when timing)",
     )
-    p.add_argument(
-        "--target",
-        type=target_name,
-        default="host",
-        help="host, arm64, android-arm64, opencl-mali, opencl-adreno (default host)",
-    )
-    p.add_argument("--tracker", type=_tracker, default=None, help="RPC tracker HOST:PORT")
-    p.add_argument("--key", default=None, help="device key registered with the tracker")
+    add_target_option(p)
+    add_rpc_options(p)
     p.add_argument(
         "--trials", type=int, default=16, help="candidate configs per matrix or RNN layer"
     )
@@ -106,12 +84,7 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--verbose", action="store_true", help="also TVM's log lines (one or more per candidate)"
     )
-    p.add_argument(
-        "--json",
-        type=Path,
-        default=None,
-        help="also write a summary as JSON (the records with --block-search)",
-    )
+    add_json_option(p, "also write a summary as JSON (the records with --block-search)")
     g = p.add_argument_group("block-size search (--block-search)")
     g.add_argument(
         "--block-search", action="store_true", help="search block grids x rates (PER, latency)"
@@ -119,13 +92,11 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     from tvm_bsp.tune.block_search_cli import add_block_search_args
 
     add_block_search_args(g, standalone=False)  # type: ignore[arg-type]
-    p.set_defaults(func=run_tune)
     return p
 
 
 def _usage(message: str) -> int:
-    print(f"tvm-bsp tune: error: {message}", file=sys.stderr)
-    return 2
+    return usage_error("tune", message)
 
 
 def run_tune(args: argparse.Namespace) -> int:
@@ -136,8 +107,9 @@ def run_tune(args: argparse.Namespace) -> int:
         return run_block_search(args, model=args.bspc_dir)
     if args.db is None:
         return _usage("--db DIR is required")
-    if (args.tracker is None) != (args.key is None):
-        return _usage("--tracker and --key go together")
+    rpc_problem = rpc_usage_error(args)
+    if rpc_problem is not None:
+        return _usage(rpc_problem)
     if args.trials < 1:
         return _usage("--trials must be positive")
     path: Path = args.bspc_dir
@@ -157,8 +129,7 @@ def run_tune(args: argparse.Namespace) -> int:
         try:
             check_tracker(args.tracker[0], args.tracker[1], args.key)
         except TrackerError as err:
-            print(f"tvm-bsp tune: error: {err}", file=sys.stderr)
-            return 1
+            return fail("tune", str(err))
     return run(args)
 
 
@@ -205,9 +176,8 @@ def _tune_model_file(args: argparse.Namespace) -> int:
         results = tune_model(module, args.db, bspc=bspc, **_tuning_options(args))
         summary = {name: dict(summarize(res)) for name, res in results.items()}
     except TuningError as err:
-        print(f"tvm-bsp tune: error: {err}", file=sys.stderr)
+        status = fail("tune", str(err))
         summary = {"error": str(err), "records_kept": err.records_kept}
-        status = 1
     except ValueError as err:
         return _usage(str(err))
     if args.json is not None:
@@ -234,9 +204,8 @@ def _tune_bspc_dir(args: argparse.Namespace) -> int:
                 **_tuning_options(args),
             )
         except TuningError as err:
-            print(f"tvm-bsp tune: error: {err}", file=sys.stderr)
+            status = fail("tune", str(err))
             summary[name] = {"error": str(err), "records_kept": err.records_kept}
-            status = 1
             break
         summary[name] = dict(summarize(res))
         speed = f" ({res.speedup:.2f}x)" if res.speedup else ""
@@ -249,29 +218,26 @@ def _tune_bspc_dir(args: argparse.Namespace) -> int:
     return status
 
 
+_RPC_SERVER_HELP = "run a TVM RPC server registered with a tracker under a device key"
+_RPC_SERVER_DESCRIPTION = (
+    "Wraps `python -m tvm.exec.rpc_server`; binds to loopback unless --host says otherwise."
+)
+
+
 def add_rpc_server_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``rpc-server`` subcommand (handler in ``func``).
-
-    Parameters
-    ----------
-    subparsers : argparse._SubParsersAction
-
-    Returns
-    -------
-    argparse.ArgumentParser
-    """
-    p = subparsers.add_parser(
+    """Register ``tvm-bsp rpc-server`` (handler in ``func``); return its parser."""
+    p = add_command(
+        subparsers,
         "rpc-server",
-        help="run a TVM RPC server registered with a tracker under a device key",
-        description="Wraps `python -m tvm.exec.rpc_server`; binds to loopback unless --host "
-        "says otherwise.",
+        run_rpc_server,
+        _RPC_SERVER_HELP,
+        _RPC_SERVER_DESCRIPTION,
+        attr="func",
     )
-    p.add_argument("--tracker", type=_tracker, required=True, help="tracker HOST:PORT")
-    p.add_argument("--key", required=True, help="device key")
+    add_rpc_options(p, required=True)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9090, help="first port to try (default 9090)")
     p.add_argument("--port-end", type=int, default=9199, help="last port to try")
-    p.set_defaults(func=run_rpc_server)
     return p
 
 

@@ -58,22 +58,21 @@ def test_tampered_shipped_file_fails_verification(finished_run, tmp_path):
         verify_shipped(tmp_path / "s")
 
 
-@needs_synth
-def test_a_run_starts_from_the_shipped_dense_model(finished_run, tiny_corpus, tmp_path):
+def _run_from_shipped(work_dir, config, corpus, shipped):
     from tvm_bsp.speech.experiment import run_experiment
 
+    return run_experiment(
+        work_dir, config, corpus_dir=corpus, progress=False, echo=None, dense_from=shipped
+    )
+
+
+@needs_synth
+def test_a_run_starts_from_the_shipped_dense_model(finished_run, tiny_corpus, tmp_path):
     work, config, data = finished_run
     ship_run(work, tmp_path / "s", command="cmd", test_utts=data["test"], test_slice=2)
     corpus, _ = tiny_corpus
-    fresh = tmp_path / "fresh"
-    summary = run_experiment(
-        fresh,
-        replace(config, methods=()),
-        corpus_dir=corpus,
-        progress=False,
-        echo=None,
-        dense_from=tmp_path / "s" / "dense.safetensors",
-    )
+    fresh, shipped = tmp_path / "fresh", tmp_path / "s" / "dense.safetensors"
+    summary = _run_from_shipped(fresh, replace(config, methods=()), corpus, shipped)
     assert summary.trained_epochs == 0  # nothing trained: the shipped model was adopted
     adopted, _ = load_model(fresh / "dense" / "model.pt")
     original, _ = load_model(work / "dense" / "model.pt")
@@ -81,14 +80,7 @@ def test_a_run_starts_from_the_shipped_dense_model(finished_run, tiny_corpus, tm
         assert torch.equal(adopted.state_dict()[key], value)
     other = replace(config, dense_epochs=2, methods=())
     with pytest.raises(ValueError, match=r"other settings .*dense_epochs"):
-        run_experiment(
-            tmp_path / "other",
-            other,
-            corpus_dir=corpus,
-            progress=False,
-            echo=None,
-            dense_from=tmp_path / "s" / "dense.safetensors",
-        )
+        _run_from_shipped(tmp_path / "other", other, corpus, shipped)
 
 
 @needs_synth
@@ -97,19 +89,12 @@ def test_another_pruning_schedule_still_adopts_the_shipped_dense_model(
 ):
     """The dense model does not depend on pruning settings: a run with another schedule (or
     no gradual chain) adopts it instead of training one."""
-    from tvm_bsp.speech.experiment import run_experiment
-
     work, config, data = finished_run
     ship_run(work, tmp_path / "s", command="cmd", test_utts=data["test"], test_slice=2)
     corpus, _ = tiny_corpus
     schedule = replace(config.prune, retrain_epochs=config.prune.retrain_epochs + 1)
     other = replace(config, prune=schedule, gradual=not config.gradual, methods=())
-    summary = run_experiment(
-        tmp_path / "fresh",
-        other,
-        corpus_dir=corpus,
-        progress=False,
-        echo=None,
-        dense_from=tmp_path / "s" / "dense.safetensors",
+    summary = _run_from_shipped(
+        tmp_path / "fresh", other, corpus, tmp_path / "s" / "dense.safetensors"
     )
     assert summary.trained_epochs == 0

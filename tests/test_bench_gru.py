@@ -52,3 +52,35 @@ def test_several_grids_are_timed_side_by_side_and_tabled(monkeypatch):
     for grid in ("12x4", "24x4"):
         assert sum(f"| 10 | {grid} |" in line for line in text.splitlines()) == 2  # both modes
     assert "dense peers" not in text
+
+
+def test_load_both_times_every_build_quiet_and_loaded(monkeypatch):
+    """``loads=("quiet", "loaded")``: each build and mode is timed under both conditions, the
+    loaded one with a busy process running (seen through the load module's context)."""
+    from tvm_bsp.bench import load as load_module
+
+    monkeypatch.setattr(gru, "HIDDEN", 16)
+    started = []
+    real = load_module.competing_load
+
+    def spy(processes=1, warmup_s=0.5):
+        started.append(processes)
+        return real(processes, warmup_s=0.05)
+
+    monkeypatch.setattr(gru, "competing_load", spy)
+    records, notes = gru.run(
+        (1,), T=3, repeat=1, threads=1, grids=gru.grids_for(12, 4), peers=False,
+        loads=("quiet", "loaded"), load_processes=1,
+    )  # fmt: skip
+    assert sorted(started) == [0, 1]
+    keys = sorted((r["mode"], r["load"]) for r in records)
+    assert keys == sorted((m, c) for m in ("stream", "utterance") for c in ("quiet", "loaded"))
+    assert notes["load_processes"] == 1
+
+
+def test_bad_load_options_exit_2(capsys):
+    assert gru.main(["--load-processes", "-1"]) == 2
+    assert "--load-processes must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        gru.main(["--load", "heavy"])
+    assert exc.value.code == 2

@@ -16,7 +16,9 @@ next to (rate 1 only, the dense model): our dense build (``tvm_dense``), ``torch
 ``--threads`` (records carry ``threads``); speedups divide our dense time by the BSPC time.
 Every number is the median of repeated runs. The tables mirror RTMobile's Table II (their
 CPU column: Kryo 485; here: this host). Run it on a quiet machine: a process holding a core
-stalls every barrier of the parallel time loops.
+stalls every barrier of the parallel time loops. ``--load loaded`` measures exactly that, with
+``--load-processes`` busy processes competing for the cores (:mod:`tvm_bsp.bench.load`), and
+``--load both`` reports every build quiet and loaded side by side (records carry ``load``).
 
 This module holds the reference model, the measurement plan (:func:`run`) and the command
 line; the timers and the accuracy check are in :mod:`tvm_bsp.bench.gru_timers`, the tables
@@ -24,7 +26,7 @@ and RTMobile's figures in :mod:`tvm_bsp.bench.gru_table`.
 
 Usage::
 
-    tvm-bsp bench gru [--quick] [--rates 1,10] [--grid 96x16[,384x16]] [--json PATH]
+    tvm-bsp bench gru [--quick] [--rates 1,10] [--grid 96x16[,384x16]] [--load both] [--json PATH]
     python scripts/bench_gru.py [--quick] [--json results/bench_gru.json]
 """
 
@@ -44,6 +46,7 @@ import numpy as np
 
 from tvm_bsp.bench.gru_table import PAPER_CPU_SPEEDUP, PAPER_CPU_US, table
 from tvm_bsp.bench.gru_timers import check, time_onnxruntime, time_torch, time_tvm
+from tvm_bsp.bench.load import LOAD_MODES, competing_load, modes_of
 from tvm_bsp.bspc.grid import parse_grid_list as parse_grids
 
 if TYPE_CHECKING:
@@ -190,6 +193,8 @@ def run(
     threads: int,
     grids: ShapeGrids | list[ShapeGrids],
     peers: bool = True,
+    loads: Sequence[str] = ("quiet",),
+    load_processes: int = 1,
 ) -> tuple[list[dict], dict]:
     """Measure everything; returns ``(records, notes)``.
 
@@ -214,6 +219,12 @@ def run(
         The grid(s) of the BSPC builds.
     peers : bool
         Also time ``torch.nn.GRU`` (1 and 2 threads) and ONNX Runtime.
+    loads : sequence of str
+        Conditions of every measurement, side by side: ``"quiet"``, and ``"loaded"`` with
+        ``load_processes`` busy processes (:func:`tvm_bsp.bench.load.competing_load`)
+        competing for the cores; records carry ``load``.
+    load_processes : int
+        Busy processes of the ``"loaded"`` condition.
 
     Returns
     -------
@@ -238,12 +249,18 @@ def run(
 
     records: list[dict] = []
     notes: dict = {"load_before": os.getloadavg(), "tvm_pool_threads": pool}
+    notes["load_processes"] = load_processes if "loaded" in loads else 0
     model = reference_gru()
 
     def add(mode: str, rate: int, impl: str, us: float, **extra: object) -> None:
         records.append(
             {"model": MODEL, "mode": mode, "rate": rate, "impl": impl, "us_per_frame": us, **extra}
         )
+
+    def conditions():
+        """``(load, context)`` per condition: the timings run inside the context."""
+        for load in loads:
+            yield load, competing_load(load_processes if load == "loaded" else 0)
 
     grid_list = grids if isinstance(grids, list) else [grids]
     builds = [(rate, None) for rate in rates if rate == 1]
@@ -259,27 +276,27 @@ def run(
             start = time.time()
             cm = tvm_bsp.compile_model(pmodel, knobs={"threads": tvm_threads}, **kwargs)
             compile_s = time.time() - start
-            times = time_tvm(cm, pmodel, T, repeat, tvm_threads)
             error = check(cm, pmodel, T)
             if error > 1e-3:
                 raise RuntimeError(f"rate {rate}: compiled model differs from torch by {error}")
-            for mode, us in times.items():
-                extra = {
-                    "achieved_rate": round(achieved, 2),
-                    "compile_s": round(compile_s, 1),
-                    **label,
-                }
-                add(mode, rate, impl, us, threads=tvm_threads, max_abs_error=error, **extra)
+            extra = {"achieved_rate": round(achieved, 2), "compile_s": round(compile_s, 1)}
+            for load, context in conditions():
+                with context:
+                    times = time_tvm(cm, pmodel, T, repeat, tvm_threads)
+                for mode, us in times.items():
+                    add(mode, rate, impl, us, threads=tvm_threads, max_abs_error=error,
+                        load=load, **extra, **label)  # fmt: skip
         where = f" grid {label['grid']}" if label else ""
         print(f"rate {rate:>3}{where}: done", file=sys.stderr, flush=True)
-    if peers:
-        for threads_ in (1, 2):
-            for mode, us in time_torch(model, T, repeat, threads_).items():
-                add(mode, 1, f"torch_dense_{threads_}t", us)
-        ort_times, how = time_onnxruntime(model, T, repeat, threads)
+    for load, context in conditions() if peers else ():
+        with context:
+            for threads_ in (1, 2):
+                for mode, us in time_torch(model, T, repeat, threads_).items():
+                    add(mode, 1, f"torch_dense_{threads_}t", us, load=load)
+            ort_times, how = time_onnxruntime(model, T, repeat, threads)
         notes["onnx_export"] = how
         for mode, us in ort_times.items():
-            add(mode, 1, "onnxruntime", us, threads=threads)
+            add(mode, 1, "onnxruntime", us, threads=threads, load=load)
     notes["load_after"] = os.getloadavg()
     return records, notes
 
@@ -312,6 +329,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-peers", action="store_true", help="skip torch and ONNX Runtime (our builds only)"
+    )
+    parser.add_argument(
+        "--load",
+        choices=LOAD_MODES,
+        default="quiet",
+        help="measure with busy processes competing for the cores (loaded), or both "
+        "conditions side by side",
+    )
+    parser.add_argument(
+        "--load-processes",
+        type=int,
+        default=1,
+        help="busy processes of the loaded condition (default 1: one core taken)",
     )
     parser.add_argument(
         "--threads",
@@ -373,8 +403,19 @@ def run_args(args: argparse.Namespace) -> int:
         print(f"error: --grid: {err}", file=sys.stderr)
         return 2
     grids = grid_list[0] if len(grid_list) == 1 else grid_list
-    records, notes = run(rates, args.frames, repeat, args.threads, grids, peers=not args.no_peers)
-    print(table(records))
+    if args.load_processes < 0:
+        print(f"error: --load-processes must be >= 0, got {args.load_processes}", file=sys.stderr)
+        return 2
+    loads = modes_of(args.load)
+    records, notes = run(
+        rates, args.frames, repeat, args.threads, grids, peers=not args.no_peers,
+        loads=loads, load_processes=args.load_processes,
+    )  # fmt: skip
+    for load in loads:
+        if len(loads) > 1:
+            busy = f" ({args.load_processes} busy processes)" if load == "loaded" else ""
+            print(f"\n## {load}{busy}")
+        print(table([r for r in records if r.get("load", "quiet") == load]))
     if args.json:
         from tvm_bsp.bspc import atomic_write
 

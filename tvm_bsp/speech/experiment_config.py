@@ -24,8 +24,8 @@ TABLE1_PRUNE = PruneSettings(
 )
 """Pruning schedule of the default Table I run: per row 2 ADMM + 24 retraining units of 350
 utterances (48 for the first row of a chain, pruned from the dense model), distillation from
-the dense model, BSP grid 192 x 16 (stripes of 4 rows: one NEON float32x4 vector per stripe on
-the phone).
+the dense model, BSP grid 192 x 16 (stripes of 8 of the 2x512 model's 1536 gate rows: two NEON
+float32x4 vectors per stripe on the phone).
 
 A/B runs on 10x BSP from the dense model, PER on the first 150 dev utterances (dense 43.0):
 2 + 6 units without distillation 64.5 %, with distillation 62.9 %, 2 + 12 units with

@@ -175,15 +175,14 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def shipped_dense_for(config) -> Path | None:
     """The shipped dense model when it was trained with ``config``'s settings, else None."""
-    from tvm_bsp.speech.experiment_config import dense_settings
+    from tvm_bsp.speech.experiment_config import dense_settings_differ
     from tvm_bsp.speech.pretrained import read_meta
     from tvm_bsp.speech.ship import shipped_dir
 
     path = shipped_dir() / "dense.safetensors"
     if not path.exists():
         return None
-    had = dense_settings(read_meta(path)["info"].get("settings") or {})
-    if had != dense_settings(json.loads(json.dumps(config.core()))):
+    if dense_settings_differ(config, read_meta(path)["info"].get("settings")):
         print(
             f"note: {path} was trained with other settings: training a dense model", file=sys.stderr
         )

@@ -161,6 +161,14 @@ def dense_settings(core: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in core.items() if k not in PRUNING_ONLY_SETTINGS}
 
 
+def dense_settings_differ(config: ExperimentConfig, recorded: dict[str, Any] | None) -> list[str]:
+    """The keys of :func:`dense_settings` in which ``recorded`` (a shipped model's
+    ``info["settings"]``) differs from ``config``; empty when the dense model serves it."""
+    want = dense_settings(json.loads(json.dumps(config.core())))
+    had = dense_settings(recorded or {})
+    return sorted(k for k in set(had) | set(want) if had.get(k) != want.get(k))
+
+
 def settings_digest(config: ExperimentConfig) -> str:
     """Short hash of :meth:`ExperimentConfig.core` (recorded in the results)."""
     text = json.dumps(config.core(), sort_keys=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from tvm_bsp.speech.experiment_config import ExperimentConfig, dense_settings
+from tvm_bsp.speech.experiment_config import ExperimentConfig, dense_settings_differ
 from tvm_bsp.speech.experiment_work import Work, write_json
 from tvm_bsp.speech.model import AcousticModel, load_model, save_model
 from tvm_bsp.speech.precision import resolve_bf16
@@ -56,10 +56,8 @@ def adopt_dense(work: Work, config: ExperimentConfig, source: str | os.PathLike)
     if (ddir / "model.pt").exists() and (ddir / "eval.json").exists():
         return False
     model, _, info = load_pretrained(source)
-    core = dense_settings(json.loads(json.dumps(config.core())))
-    had = dense_settings(info.get("settings") or {})
-    if had != core:
-        diff = sorted(k for k in set(had) | set(core) if had.get(k) != core.get(k))
+    diff = dense_settings_differ(config, info.get("settings"))
+    if diff:
         raise ValueError(
             f"the shipped dense model {source} was trained with other settings (differing: "
             f"{', '.join(diff)}); train one with --from-scratch"

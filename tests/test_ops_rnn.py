@@ -10,6 +10,7 @@ import tvm
 
 from tvm_bsp.bspc import BSPCMatrix
 from tvm_bsp.deploy.session import configure_threads
+from tvm_bsp.ops.layer_weights import LayerWeights
 from tvm_bsp.ops.rnn import cell_prim_func, linear_compute, linear_kernel, sequence_kernel
 from tvm_bsp.ops.rnn_knobs import RNNKnobs, default_knobs
 from tvm_bsp.ops.rnn_pack import bspc_row_range, bspc_scale_rows, pack_gate_tiles
@@ -80,9 +81,8 @@ def test_sequence_kernel_matches_numpy(cell, sparse, knobs):
     U, weight = _weights(rng, cell, H, sparse)
     G = U.shape[0] // H
     bias_hh = rng.standard_normal(G * H).astype(np.float32)
-    kernel = sequence_kernel(
-        cell, weight, np.zeros(G * H, np.float32), bias_hh, 0.8, knobs, layer=1
-    )
+    weights = LayerWeights(cell, weight, np.zeros(G * H, np.float32), bias_hh, 0.8, layer=1)
+    kernel = sequence_kernel(weights, knobs)
     xp = rng.standard_normal((T, B, G * H)).astype(np.float32)
     state_shape = (2, 2, B, H) if cell == "lstm" else (2, B, H)
     state = rng.standard_normal(state_shape).astype(np.float32)  # the kernel reads state[1]
@@ -178,7 +178,8 @@ def test_sequence_step_matches_te_cell(cell):
     b_hh = rng.standard_normal(G * H).astype(np.float32)
     xp = rng.standard_normal((B, G * H)).astype(np.float32)
     state = rng.standard_normal((1, 2, B, H) if cell == "lstm" else (1, B, H)).astype(np.float32)
-    kernel = sequence_kernel(cell, U, np.zeros(G * H, np.float32), b_hh, 0.8, RNNKnobs(lanes=8))
+    weights = LayerWeights(cell, U, np.zeros(G * H, np.float32), b_hh, 0.8)
+    kernel = sequence_kernel(weights, RNNKnobs(lanes=8))
     outs = _run(
         kernel.func,
         [(xp + kernel.input_bias)[None], state, *kernel.consts],

@@ -17,6 +17,7 @@ import torch
 from tvm_bsp.bspc import BSPCMatrix
 from tvm_bsp.frontend.kaldi_gru import KaldiGRU
 from tvm_bsp.frontend.torch_import import from_torch
+from tvm_bsp.ops.layer_weights import LayerWeights
 from tvm_bsp.ops.rnn_gpu_kernels import gpu_linear_kernel, gpu_sequence_kernel
 from tvm_bsp.prune import bsp_mask
 from tvm_bsp.schedules.gpu_rnn import GPURNNKnobs, default_gpu_rnn_knobs
@@ -92,15 +93,9 @@ class _Layer:
         if (index, "ih") in masks:
             mask, grid = masks[(index, "ih")]
             w = BSPCMatrix.from_dense(w, mask, *grid)
-        self.seq = gpu_sequence_kernel(
-            layer.cell,
-            u,
-            layer.bias_ih if layer.bias_ih is not None else np.zeros(u.shape[0], np.float32),
-            layer.bias_hh,
-            layer.candidate_scale,
-            knobs,
-            index,
-        )
+        bias_ih = layer.bias_ih if layer.bias_ih is not None else np.zeros(u.shape[0], np.float32)
+        weights = LayerWeights(layer.cell, u, bias_ih, layer.bias_hh, layer.candidate_scale, index)
+        self.seq = gpu_sequence_kernel(weights, knobs)
         func, self.lin_consts, self.rows = gpu_linear_kernel(w, self.seq.input_bias, knobs)
         self.lin = build_opencl_program(func.with_attr("global_symbol", "main"), target)
         self.prog = build_opencl_program(self.seq.func.with_attr("global_symbol", "main"), target)
@@ -172,6 +167,15 @@ def test_layers_match_torch(cell, layers, rates, device):
 
 
 @needs_opencl
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("rates", [None, (2, 2)], ids=["dense", "bspc"])
+@pytest.mark.parametrize("cell", ["gru", "kaldi_gru", "lstm"])
+def test_every_cell_and_form_matches_torch(cell, rates, exact):
+    """Each cell x weight form x activation form of the one generator, one layer."""
+    _check(cell, 1, rates, "mali", seed=5, T=4, B=2, knobs={"exact": exact}, steps=False)
+
+
+@needs_opencl
 @pytest.mark.slow
 @pytest.mark.parametrize("device", ["mali", "adreno"])
 @pytest.mark.parametrize("rates", [None, (2, 2), (4, 2)])
@@ -212,10 +216,10 @@ def test_kernel_structure():
     rng = np.random.default_rng(0)
     u = rng.standard_normal((3 * H, H)).astype(np.float32)
     b = np.zeros(3 * H, np.float32)
-    dense = gpu_sequence_kernel("gru", u, b, b, 1.0, knobs)
+    dense = gpu_sequence_kernel(LayerWeights("gru", u, b, b), knobs)
     mask = bsp_mask(u, 6, 4, col_rate=2, row_rate=2)
-    sparse = gpu_sequence_kernel("kaldi_gru", BSPCMatrix.from_dense(u * mask, mask, 6, 4), b, None,
-                                 0.8, knobs)  # fmt: skip
+    pruned = BSPCMatrix.from_dense(u * mask, mask, 6, 4)
+    sparse = gpu_sequence_kernel(LayerWeights("kaldi_gru", pruned, b, None, 0.8), knobs)
     for seq, per_step in ((dense, 1), (sparse, 4)):
         program = build_opencl_program(seq.func.with_attr("global_symbol", "main"), target)
         _, loop, _ = program.launches
@@ -249,9 +253,9 @@ def test_bad_knobs_are_refused(overrides, message):
 def test_bad_weight_shape_is_refused():
     u = np.zeros((3 * H, H + 1), np.float32)
     with pytest.raises(ValueError, match=r"must be \(114, 38\)"):
-        gpu_sequence_kernel("gru", u, np.zeros(3 * H), None, 1.0, GPURNNKnobs())
+        gpu_sequence_kernel(LayerWeights("gru", u, np.zeros(3 * H)), GPURNNKnobs())
     with pytest.raises(ValueError, match="cell must be"):
-        gpu_sequence_kernel("rnn", u, np.zeros(3 * H), None, 1.0, GPURNNKnobs())
+        gpu_sequence_kernel(LayerWeights("rnn", u, np.zeros(3 * H)), GPURNNKnobs())
 
 
 # ------------------------------------------------------------------ compile path

@@ -275,22 +275,14 @@ def build_spmm(
     epilogue: str | None = None,
     bias: np.ndarray | None = None,
 ) -> Kernel:
-    """Compile the BSPC kernel ``y = act(x W^T + bias)``.
+    """Compile the BSPC kernel ``y = act(x W^T + bias)`` of :func:`spmm_prim_func`.
 
     Parameters
     ----------
-    bspc : BSPCMatrix
-        The ``(M, N)`` weight.
-    batch : int
-        Frames per call.
     target : str, dict or tvm.target.Target
         ``"host"``, ``"arm64"``, ``"opencl-mali"``, ``"opencl-adreno"`` or a Target.
-    config : dict, optional
-        Knob values; defaults fill the rest.
-    epilogue : {None, "none", "sigmoid", "tanh"}
-        Activation after the bias add.
-    bias : numpy.ndarray, optional
-        ``(M,)`` bias.
+    bspc, batch, config, epilogue, bias
+        As for :func:`spmm_prim_func` (missing knobs take their defaults).
 
     Returns
     -------

@@ -2,7 +2,7 @@
 
 TVM's ``exp`` / ``sigmoid`` / ``tanh`` intrinsics become scalar libm calls on ``llvm`` targets
 even in a vectorized loop; these are plain arithmetic, so a vectorized loop stays vector code.
-The RNN gate math (:mod:`tvm_bsp.ops.rnn_gates`) and the SpMM epilogues
+The RNN gate math (:mod:`tvm_bsp.ops.cell_math`) and the SpMM epilogues
 (:mod:`tvm_bsp.ops.epilogue`) both use them.
 
 ``exp(x)``: clamp to ``[-88, 88]``, ``x = n ln2 + r`` with ``|r| <= ln2 / 2`` (``ln2`` split in
@@ -19,6 +19,8 @@ would turn a NaN into 88, so :func:`fast_exp` returns ``x`` itself where ``isnan
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from tvm import tirx
 
@@ -76,3 +78,11 @@ def fast_tanh(x: tirx.PrimExpr) -> tirx.PrimExpr:
     small = x + x * x2 * p
     large = _f32(1.0) - _f32(2.0) / (fast_exp(x * _f32(2.0)) + _f32(1.0))
     return tirx.Select(tirx.abs(x) < _f32(_TANH_SMALL), small, large)
+
+
+def activations(exact: bool = False) -> tuple[Callable, Callable]:
+    """``(sigmoid, tanh)`` expression builders: the fast forms above, or TVM's intrinsics with
+    ``exact=True``."""
+    if exact:
+        return tirx.sigmoid, tirx.tanh
+    return fast_sigmoid, fast_tanh

@@ -129,6 +129,26 @@ class PanelLayout:
         return real
 
 
+@dataclass(frozen=True)
+class PanelShape:
+    """The compile-time facts of a panel layout a kernel depends on.
+
+    Array lengths are not among them: kernels take the arrays with symbolic sizes, so one
+    PrimFunc serves every matrix of the same shape and knobs (and generated kernels are
+    cached).
+    """
+
+    rows: int
+    lanes: int
+    k_split: int
+    threads: int
+
+    @classmethod
+    def of(cls, layout: PanelLayout) -> PanelShape:
+        """The facts of ``layout``."""
+        return cls(layout.shape[0], layout.panel_rows, layout.k_split, layout.threads)
+
+
 def pack_panels(
     matrix: BSPCMatrix,
     panel_rows: int = 16,

@@ -9,8 +9,8 @@ TE compute (no schedule; the reference semantics of the kernels, equations in
   input projection ``xp``: recurrent product(s) and gate math.
 
 A whole sequence cannot be written in TE (``te.scan`` is refused by ``create_prim_func``), so
-the sequence is a TIR template with the time loop inside (:mod:`.rnn_seq_dense`,
-:mod:`.rnn_seq_bspc`), with the mat-mat kernels of :mod:`.rnn_linear`; :mod:`.rnn_kernels`
+the sequence is a generated TIR kernel with the time loop inside (:mod:`.cpu_sequence`),
+with the mat-mat kernels of :mod:`.rnn_linear`; :mod:`.rnn_kernels`
 picks and feeds them (:func:`sequence_kernel`, :func:`linear_kernel`). Tests check that the
 templates compute what these definitions say.
 """

@@ -12,10 +12,10 @@ import numpy as np
 import tvm
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.ops.layer_weights import LayerWeights, Weight
 from tvm_bsp.ops.layout import PanelLayout, pack_panels
 from tvm_bsp.ops.rnn_gpu import gpu_bspc_sequence, gpu_dense_sequence, gpu_panel_linear
-from tvm_bsp.ops.rnn_kernels import SequenceKernel, Weight
-from tvm_bsp.ops.rnn_knobs import CELL_GATES
+from tvm_bsp.ops.rnn_kernels import SequenceKernel
 from tvm_bsp.ops.rnn_pack import bspc_row_range
 from tvm_bsp.schedules.gpu_rnn import GPURNNKnobs
 
@@ -71,17 +71,7 @@ def gpu_linear_kernel(
     """
     M, K = weight.shape
     layout = _layout(_as_bspc(weight), knobs, bias)
-    func = gpu_panel_linear(
-        M,
-        K,
-        layout.npanels,
-        layout.ncols,
-        knobs.panel_rows,
-        knobs.chunk,
-        knobs.frames,
-        activation,
-        knobs.exact,
-    )
+    func = gpu_panel_linear(M, K, layout.npanels, layout.ncols, knobs, activation)
     consts = [layout.arrays[n] for n in GPU_PANEL_ARRAYS] + [layout.arrays["bias"]]
     kind = "bspc_linear_opencl" if isinstance(weight, BSPCMatrix) else "dense_linear_opencl"
     return _tag(func, kind, knobs), consts, M
@@ -98,34 +88,17 @@ def _concat_layouts(first: PanelLayout, second: PanelLayout) -> list[np.ndarray]
     ]
 
 
-def gpu_sequence_kernel(
-    cell: str,
-    u: Weight,
-    bias_ih: np.ndarray,
-    bias_hh: np.ndarray | None,
-    scale: float,
-    knobs: GPURNNKnobs,
-    layer: int = 0,
-) -> SequenceKernel:
+def gpu_sequence_kernel(weights: LayerWeights, knobs: GPURNNKnobs) -> SequenceKernel:
     """The OpenCL time-loop kernel of one recurrent layer.
 
-    Parameters and the result are those of :func:`tvm_bsp.ops.rnn_kernels.sequence_kernel`
-    (``consts`` are the packed recurrent weight and ``b_hn``, zeros for cells without it).
+    The result is that of :func:`tvm_bsp.ops.rnn_kernels.sequence_kernel` (``consts`` are
+    the packed recurrent weight and ``b_hn``, zeros for cells without it). Projected LSTMs
+    are refused.
     """
-    if cell not in CELL_GATES:
-        raise ValueError(f"cell must be one of {sorted(CELL_GATES)}, got {cell!r}")
-    G = CELL_GATES[cell]
-    H = u.shape[1]
-    if u.shape[0] != G * H:
-        raise ValueError(f"a {cell} recurrent weight must be ({G * H}, {H}), got {u.shape}")
-    zeros = np.zeros(G * H, np.float32)
-    b_hh = zeros if bias_hh is None or cell == "kaldi_gru" else np.asarray(bias_hh, np.float32)
-    input_bias = np.asarray(bias_ih, np.float32).copy()
-    if cell == "gru":
-        input_bias[: 2 * H] += b_hh[: 2 * H]
-    elif cell == "lstm":
-        input_bias += b_hh
-    bhn = np.ascontiguousarray(b_hh[2 * H : 3 * H]) if cell == "gru" else np.zeros(H, np.float32)
+    if weights.proj is not None:
+        raise NotImplementedError("projected LSTMs (proj_size > 0) have no OpenCL kernel")
+    cell, u, H, layer, scale = weights.cell, weights.u, weights.hidden, weights.layer, weights.scale
+    input_bias, bhn = weights.biases()
     if isinstance(u, BSPCMatrix):
         if cell == "kaldi_gru":
             rz = _layout(bspc_row_range(u, 0, 2 * H), knobs)
@@ -134,24 +107,12 @@ def gpu_sequence_kernel(
         else:
             layout = _layout(u, knobs)
             arrays, rz_panels = [layout.arrays[k] for k in GPU_PANEL_ARRAYS], 0
-        func = gpu_bspc_sequence(
-            cell,
-            H,
-            arrays[0].size - 1,
-            arrays[2].size,
-            rz_panels,
-            knobs.panel_rows,
-            knobs.chunk,
-            float(scale),
-            knobs.exact,
-            layer,
-        )
+        npanels, ncols = arrays[0].size - 1, arrays[2].size
+        func = gpu_bspc_sequence(cell, H, npanels, ncols, knobs, rz_panels, float(scale), layer)
         consts = [*arrays, bhn]
         kind = f"bspc_{cell}_sequence_opencl"
     else:
-        func = gpu_dense_sequence(
-            cell, H, knobs.work_group, knobs.vector, float(scale), knobs.exact, layer
-        )
+        func = gpu_dense_sequence(cell, H, knobs, float(scale), layer)
         consts = [np.ascontiguousarray(np.asarray(u, np.float32).ravel()), bhn]
         kind = f"dense_{cell}_sequence_opencl"
     return SequenceKernel(_tag(func, kind, knobs), consts, input_bias, H)

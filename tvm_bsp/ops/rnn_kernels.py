@@ -15,25 +15,13 @@ import numpy as np
 import tvm
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
-from tvm_bsp.ops.layout import pack_panels
-from tvm_bsp.ops.rnn_knobs import CELL_GATES, RNNKnobs
+from tvm_bsp.ops.cpu_products import PANEL_ARRAYS
+from tvm_bsp.ops.cpu_sequence import cpu_sequence
+from tvm_bsp.ops.layer_weights import LayerWeights, Weight
+from tvm_bsp.ops.layout import PanelShape, pack_panels
+from tvm_bsp.ops.rnn_knobs import RNNKnobs
 from tvm_bsp.ops.rnn_linear import bspc_linear, dense_linear
 from tvm_bsp.ops.rnn_pack import bspc_row_range, pack_gate_tiles, pack_row_panels, pad_rows
-from tvm_bsp.ops.rnn_seq_bspc import (
-    PANEL_ARRAYS,
-    PanelShape,
-    bspc_gru_sequence,
-    bspc_kaldi_gru_sequence,
-    bspc_lstm_sequence,
-)
-from tvm_bsp.ops.rnn_seq_dense import (
-    dense_gru_sequence,
-    dense_kaldi_gru_sequence,
-    dense_lstm_sequence,
-)
-from tvm_bsp.ops.rnn_seq_proj import bspc_lstm_proj_sequence, dense_lstm_proj_sequence
-
-Weight = np.ndarray | BSPCMatrix
 
 
 def macs(weight: Weight) -> int:
@@ -133,112 +121,56 @@ class SequenceKernel:
             object.__setattr__(self, "outputs", self.hidden)
 
 
-def sequence_kernel(
-    cell: str,
-    u: Weight,
-    bias_ih: np.ndarray,
-    bias_hh: np.ndarray | None,
-    scale: float,
-    knobs: RNNKnobs,
-    layer: int = 0,
-    proj: Weight | None = None,
-) -> SequenceKernel:
-    """The time-loop kernel of one recurrent layer (equations in :mod:`tvm_bsp.frontend.model`).
+def sequence_kernel(weights: LayerWeights, knobs: RNNKnobs) -> SequenceKernel:
+    """The time-loop kernel of one recurrent layer on the CPU (:mod:`.cpu_sequence`).
 
-    Parameters
-    ----------
-    cell : {"gru", "kaldi_gru", "lstm"}
-    u : numpy.ndarray or BSPCMatrix
-        ``(G*H, H)`` recurrent weight (``(4H, R)`` for a projected LSTM).
-    bias_ih, bias_hh : numpy.ndarray
-        ``(G*H,)`` biases (``bias_hh`` is ignored for ``kaldi_gru``).
-    scale : float
-        Candidate scale of ``kaldi_gru``.
-    knobs : RNNKnobs
-    layer : int
-        Which layer of the stacked state the kernel starts from.
-    proj : numpy.ndarray or BSPCMatrix, optional
-        ``(R, H)`` projection ``W_hr`` of an LSTM (:mod:`tvm_bsp.ops.rnn_seq_proj`). It is
-        always packed dense (a BSPC ``W_hr`` is expanded: correct, but not faster).
+    A projected LSTM's ``W_hr`` is always packed dense (a BSPC ``W_hr`` is expanded: correct,
+    but not faster).
     """
-    G = CELL_GATES[cell]
-    if proj is not None:
-        return _proj_kernel(cell, u, bias_ih, bias_hh, knobs, layer, proj)
-    H = u.shape[1]
-    if u.shape[0] != G * H:
-        raise ValueError(f"a {cell} recurrent weight must be ({G * H}, {H}), got {u.shape}")
-    P, exact = knobs.lanes, knobs.exact
+    if weights.proj is not None:
+        return _proj_kernel(weights, knobs)
+    cell, u, G, H = weights.cell, weights.u, weights.gates, weights.hidden
+    P = knobs.lanes
     parallel = knobs.parallel(macs(u))
-    zeros = np.zeros(G * H, np.float32)
-    b_hh = zeros if bias_hh is None or cell == "kaldi_gru" else np.asarray(bias_hh, np.float32)
-    input_bias = np.asarray(bias_ih, np.float32).copy()
-    consts: list[np.ndarray] = []
-    if cell == "gru":
-        input_bias[: 2 * H] += b_hh[: 2 * H]
-    elif cell == "lstm":
-        input_bias += b_hh
+    input_bias, bhn = weights.biases()
     if isinstance(u, BSPCMatrix):
         if cell == "kaldi_gru":
-            rz, rz_arrays = _panels(bspc_row_range(u, 0, 2 * H), knobs, parallel)
-            n, n_arrays = _panels(bspc_row_range(u, 2 * H, 3 * H), knobs, parallel)
-            func = bspc_kaldi_gru_sequence(
-                H, PanelShape.of(rz), PanelShape.of(n), P, parallel, scale, exact, layer
-            )
-            consts = [*rz_arrays, *n_arrays]
+            parts = [bspc_row_range(u, 0, 2 * H), bspc_row_range(u, 2 * H, 3 * H)]
         else:
-            layout, arrays = _panels(u, knobs, parallel)
-            maker = bspc_gru_sequence if cell == "gru" else bspc_lstm_sequence
-            func = maker(H, PanelShape.of(layout), P, parallel, exact, layer)
-            consts = list(arrays)
-        kind = f"bspc_{cell}_sequence"
+            parts = [u]
+        layouts = [_panels(part, knobs, parallel) for part in parts]
+        panels = tuple(PanelShape.of(layout) for layout, _ in layouts)
+        consts = [array for _, arrays in layouts for array in arrays]
     else:
         u = np.asarray(u, np.float32)
-        if cell == "gru":
-            func = dense_gru_sequence(H, P, parallel, exact, layer)
-            consts = [pack_gate_tiles(u, 3, P)]
-        elif cell == "lstm":
-            func = dense_lstm_sequence(H, P, parallel, exact, layer)
-            consts = [pack_gate_tiles(u, 4, P)]
-        else:
-            func = dense_kaldi_gru_sequence(H, P, parallel, scale, exact, layer)
+        panels = None
+        if cell == "kaldi_gru":
             consts = [pack_gate_tiles(u[: 2 * H], 2, P), pack_gate_tiles(u[2 * H :], 1, P)]
-        kind = f"dense_{cell}_sequence"
+        else:
+            consts = [pack_gate_tiles(u, G, P)]
+    func = cpu_sequence(cell, H, panels, P, parallel, knobs.exact, weights.layer, weights.scale)
     if cell == "gru":
-        consts.append(np.ascontiguousarray(b_hh[2 * H :]))
+        consts.append(bhn)
+    kind = f"{'dense' if panels is None else 'bspc'}_{cell}_sequence"
     return SequenceKernel(_tag(func, kind, knobs, parallel), consts, input_bias, H)
 
 
-def _proj_kernel(
-    cell: str,
-    u: Weight,
-    bias_ih: np.ndarray,
-    bias_hh: np.ndarray | None,
-    knobs: RNNKnobs,
-    layer: int,
-    proj: Weight,
-) -> SequenceKernel:
+def _proj_kernel(weights: LayerWeights, knobs: RNNKnobs) -> SequenceKernel:
     """:func:`sequence_kernel` of a projected LSTM layer."""
+    u, proj = weights.u, weights.proj
     w_hr = proj.to_dense() if isinstance(proj, BSPCMatrix) else np.asarray(proj, np.float32)
-    if cell != "lstm":
-        raise ValueError(f"a projection (proj) applies to lstm layers, not {cell}")
     R, H = w_hr.shape
-    if u.shape != (4 * H, R) or R >= H:
-        raise ValueError(
-            f"a projected lstm needs U (4H, R) and W_hr (R, H) with R < H; got U {u.shape}, "
-            f"W_hr {w_hr.shape}"
-        )
-    P, exact = knobs.lanes, knobs.exact
+    P, exact, layer = knobs.lanes, knobs.exact, weights.layer
     parallel = knobs.parallel(macs(u) + R * H)
-    input_bias = np.asarray(bias_ih, np.float32).copy()
-    if bias_hh is not None:
-        input_bias += np.asarray(bias_hh, np.float32)
+    input_bias, _ = weights.biases()
     w_packed = pack_gate_tiles(w_hr, 1, P)
     if isinstance(u, BSPCMatrix):
         layout, arrays = _panels(u, knobs, parallel)
-        func = bspc_lstm_proj_sequence(H, R, PanelShape.of(layout), P, parallel, exact, layer)
+        panels = (PanelShape.of(layout),)
         consts, kind = [*arrays, w_packed], "bspc_lstm_proj_sequence"
     else:
-        func = dense_lstm_proj_sequence(H, R, P, parallel, exact, layer)
+        panels = None
         u_packed = pack_gate_tiles(np.asarray(u, np.float32), 4, P)
         consts, kind = [u_packed, w_packed], "dense_lstm_proj_sequence"
+    func = cpu_sequence("lstm", H, panels, P, parallel, exact, layer, 1.0, R)
     return SequenceKernel(_tag(func, kind, knobs, parallel), consts, input_bias, H, R)

@@ -23,8 +23,8 @@ import tvm
 from tvm import tirx
 from tvm.script import tirx as T
 
-from tvm_bsp.ops.rnn_gates import activations
-from tvm_bsp.ops.rnn_seq_bspc import PanelShape
+from tvm_bsp.ops.fast_math import activations
+from tvm_bsp.ops.layout import PanelShape
 
 #: Epilogue activations of the linear kernels.
 LINEAR_ACTIVATIONS = ("none", "relu", "tanh", "sigmoid")

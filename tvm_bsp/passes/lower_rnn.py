@@ -10,8 +10,9 @@ import tvm
 from tvm import relax
 
 from tvm_bsp.frontend.relax_import import LINEAR_OP, RNN_OPS
+from tvm_bsp.ops.layer_weights import LayerWeights, Weight
 from tvm_bsp.ops.rnn_gpu_kernels import gpu_linear_kernel, gpu_sequence_kernel
-from tvm_bsp.ops.rnn_kernels import Weight, linear_kernel, sequence_kernel
+from tvm_bsp.ops.rnn_kernels import linear_kernel, sequence_kernel
 from tvm_bsp.ops.rnn_knobs import RNNKnobs
 from tvm_bsp.passes.attach_schedules import TARGET_ATTR, knobs_of
 from tvm_bsp.passes.ir_utils import (
@@ -120,11 +121,9 @@ class _Lowerer(relax.PyExprMutator):
 
         def make():
             b_hh = None if rec is None else rec.value
-            if self.opencl:
-                seq = gpu_sequence_kernel(cell, u.value, bias.value, b_hh, scale, knobs, layer)
-            else:
-                proj = None if hr is None else hr.value
-                seq = sequence_kernel(cell, u.value, bias.value, b_hh, scale, knobs, layer, proj)
+            proj = None if hr is None else hr.value
+            weights = LayerWeights(cell, u.value, bias.value, b_hh, scale, layer, proj)
+            seq = (gpu_sequence_kernel if self.opencl else sequence_kernel)(weights, knobs)
             outputs = getattr(seq, "outputs", seq.hidden)
             return (
                 (seq.func, [relax.const(c) for c in seq.consts]),
@@ -161,7 +160,7 @@ def LowerRNN() -> tvm.transform.Pass:
     Each recurrent layer becomes two ``call_tir``: the input projection of all frames as one
     mat-mat product (:mod:`tvm_bsp.ops.rnn_linear`; the biases that do not depend on the state
     folded into it) and the sequence kernel with the time loop inside
-    (:mod:`tvm_bsp.ops.rnn_seq_dense` / :mod:`tvm_bsp.ops.rnn_seq_bspc`, chosen by whether the
+    (:func:`tvm_bsp.ops.cpu_sequence.cpu_sequence`, its weight form chosen by whether the
     recurrent weight is dense or in BSPC form). Each dense layer becomes one mat-mat call.
     For an OpenCL target (recorded by :func:`~tvm_bsp.passes.AttachOpenCLSchedules`)
     the kernels are those of :mod:`tvm_bsp.ops.rnn_gpu` (same signatures up to the packed

@@ -86,14 +86,15 @@ def SparsifyWeights(bspc: Mapping[str, BSPCMatrix], atol: float = 1e-6) -> tvm.t
     def transform(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         done: set[str] = set()
         forms: dict[str, relax.Expr] = {}
+        out = tvm.IRModule(dict(mod.functions_items()), attrs=mod.attrs)  # the input stays
         for gv, func in mod.functions_items():
             if isinstance(func, relax.Function):
                 mutator = _Sparsifier(mod, table, atol, forms)
-                mod[gv] = mutator.visit_expr(func)
+                out[gv] = mutator.visit_expr(func)
                 done |= mutator.done
         missing = sorted(set(bspc) - done)
         if missing:
             raise ValueError(f"BSPC weights {missing} match no weight of the module")
-        return mod
+        return out
 
     return transform

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from tvm_bsp.cli import main
+from tvm_bsp.compiler.model_file import RNNStack, load_model_file, save_rnn_module
 from tvm_bsp.deploy import load
 from tvm_bsp.deploy.labels import read_labels
-from tvm_bsp.deploy.model_file import RNNStack, load_model_file, save_rnn_module
 from tvm_bsp.prune import bsp_mask, export_bspc
 from tvm_bsp.speech.model import AcousticModel, ModelConfig, save_model
 from tvm_bsp.speech.phones import PHONES_39

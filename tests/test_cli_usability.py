@@ -233,7 +233,7 @@ def test_tune_against_a_tracker_that_never_ran_fails_at_once(tmp_path: Path) -> 
 
 
 def test_tracker_check_of_a_port_that_is_not_a_tracker() -> None:
-    from tvm_bsp.tune.tracker import TrackerError, check_tracker, tracker_problem
+    from tvm_bsp.devices.tracker import TrackerError, check_tracker, tracker_problem
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
         srv.bind(("127.0.0.1", 0))
@@ -259,7 +259,7 @@ def test_tracker_check_of_a_port_that_is_not_a_tracker() -> None:
 
 
 def test_tracker_check_times_out_on_a_silent_port() -> None:
-    from tvm_bsp.tune.tracker import tracker_problem
+    from tvm_bsp.devices.tracker import tracker_problem
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as srv:
         srv.bind(("127.0.0.1", 0))
@@ -275,7 +275,7 @@ def test_tracker_check_times_out_on_a_silent_port() -> None:
 @pytest.mark.rpc
 def test_tracker_check_names_the_missing_key_and_the_registered_ones() -> None:
     from tvm_bsp.devices.rpc import local_rpc
-    from tvm_bsp.tune.tracker import check_tracker, tracker_problem
+    from tvm_bsp.devices.tracker import check_tracker, tracker_problem
 
     with local_rpc("usability-present") as (host, port, key):
         check_tracker(host, port, key)  # registered: no error

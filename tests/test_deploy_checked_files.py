@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 import tvm_bsp
+from tvm_bsp.compiler.model_file import RNNStack
 from tvm_bsp.deploy.files import BLOB_SYMBOL, read_elf
-from tvm_bsp.deploy.model_file import RNNStack
 
 REPO = Path(__file__).resolve().parents[1]
 _CHILD = """

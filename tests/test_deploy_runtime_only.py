@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import tvm_bsp
-from tvm_bsp.deploy.model_file import RNNStack
+from tvm_bsp.compiler.model_file import RNNStack
 from tvm_bsp.prune import bsp_mask
 from tvm_bsp.prune.masked import add_mask
 

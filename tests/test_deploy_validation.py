@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import tvm_bsp
-from tvm_bsp.deploy.model_file import RNNStack
+from tvm_bsp.compiler.model_file import RNNStack
 
 I, H, O = 13, 37, 5
 REPO = Path(__file__).resolve().parents[1]

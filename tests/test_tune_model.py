@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from tvm_bsp.prune import bsp_mask_at_rate
+from tvm_bsp.records.database import config_key
+from tvm_bsp.records.layers import layer_key
 from tvm_bsp.tune import TuningDatabase, TuningError, rnn_candidates, tune_model
-from tvm_bsp.tune.database import config_key
-from tvm_bsp.tune.layers import layer_key
 
 FAST = {"number": 10, "repeat": 3, "min_repeat_ms": 5, "session_timeout": 60.0}
 
@@ -263,7 +263,7 @@ def test_tune_model_covers_both_directions_and_projections(tmp_path: Path, kind:
     from torch import nn
 
     from tvm_bsp.compiler.model import compile_model
-    from tvm_bsp.deploy.model_file import RNNStack
+    from tvm_bsp.compiler.model_file import RNNStack
 
     torch.manual_seed(2)
     if kind == "bidirectional_gru":

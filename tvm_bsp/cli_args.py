@@ -230,7 +230,7 @@ def add_command(
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, compiled: bool = False) -> None:
-    """Add the positional ``model``: a file :func:`tvm_bsp.deploy.model_file.load_model_file`
+    """Add the positional ``model``: a file :func:`tvm_bsp.compiler.model_file.load_model_file`
     opens (``compiled``: or a ``.so`` that ``tvm-bsp compile`` wrote)."""
     text = _MODEL_HELP + (", or a compiled .so" if compiled else "")
     parser.add_argument("model", type=Path, help=text)

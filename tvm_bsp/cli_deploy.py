@@ -1,7 +1,7 @@
 """``tvm-bsp compile``, ``tvm-bsp deploy`` and ``tvm-bsp bench``.
 
 ``tvm-bsp compile MODEL.pt --target arm64 -o model.so [--bspc auto|DIR] [--db DIR]``
-    Compile a saved model (see :mod:`tvm_bsp.deploy.model_file`) for a named target
+    Compile a saved model (see :mod:`tvm_bsp.compiler.model_file`) for a named target
     (:mod:`tvm_bsp.deploy.targets`) into one ``.so`` with the weights inside, plus the sidecar
     ``model.so.json`` (phone names and decoding, :mod:`tvm_bsp.deploy.labels`).
 ``tvm-bsp deploy MODEL.pt|MODEL.so --target T --out DIR [--wav F | --features F]``
@@ -111,7 +111,7 @@ def compile_to(args: argparse.Namespace, output: Path) -> tuple[Path, Path, Any]
     deploy.check_compiler()  # fail before compiling: TVM_NDK_CC, cross gcc
     if args.db is not None and not args.db.is_dir():
         raise FileNotFoundError(f"--db {args.db}: no such tuning database directory")
-    from tvm_bsp.deploy.model_file import load_model_file
+    from tvm_bsp.compiler.model_file import load_model_file
 
     loaded = load_model_file(args.model)
     bspc = bspc_source(args.bspc, args.model)

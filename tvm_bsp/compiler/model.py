@@ -21,6 +21,7 @@ from tvm_bsp.frontend.relax_import import to_relax
 from tvm_bsp.frontend.torch_import import from_torch, select_submodule
 from tvm_bsp.ops.rnn_knobs import default_knobs, is_aarch64
 from tvm_bsp.passes.pipeline import check_target, rnn_pipeline
+from tvm_bsp.records.layers import resolve_tuned, suggested_knobs, with_suggestions
 
 TargetLike = str | dict | tvm.target.Target
 _SESSION_LOCK = threading.Lock()
@@ -191,11 +192,11 @@ def compile_model(
         Which weights are BSPC (see :mod:`tvm_bsp.compiler.bspc_sources`).
     tuned : mapping, TuningDatabase or directory, optional
         Knobs per layer: a mapping as :func:`tvm_bsp.passes.AttachSchedules` takes it, or a
-        :class:`tvm_bsp.tune.TuningDatabase` (or its directory) whose best record is applied
+        :class:`tvm_bsp.records.TuningDatabase` (or its directory) whose best record is applied
         to every layer whose workload (shape, sparsity structure, target) it holds; other
         layers keep the defaults. ``meta["tuned"]`` lists the configs applied per layer.
         Untuned layers get structure-dependent defaults
-        (:func:`tvm_bsp.tune.layers.suggested_knobs`: short BSPC row stripes get short
+        (:func:`tvm_bsp.records.layers.suggested_knobs`: short BSPC row stripes get short
         panels), listed in ``meta["suggested"]``; tuned records and ``knobs`` win over them.
     grid : (int, int) or mapping, optional
         Block grid for BSPC weights given as masks (inferred if omitted).
@@ -231,8 +232,6 @@ def compile_model(
     tgt = _target(target)
     check_target(desc, tgt)
     sparse = resolve_bspc(desc, bspc, grid)
-    from tvm_bsp.tune.layers import resolve_tuned, suggested_knobs, with_suggestions
-
     per_layer = resolve_tuned(desc, sparse, tgt, tuned)
     effective, suggested = with_suggestions(per_layer, suggested_knobs(desc, sparse, tgt), knobs)
     mod = rnn_pipeline(tgt, sparse, effective, knobs)(to_relax(desc))

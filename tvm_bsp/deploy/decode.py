@@ -24,9 +24,23 @@ def collapse_repeats(seq: Sequence[int]) -> list[int]:
 
 
 def remove_short_runs(labels: Sequence[int], min_run: int) -> list[int]:
-    """Relabel runs shorter than ``min_run`` with the longer neighbour's label (left on ties).
+    """Relabel runs shorter than ``min_run`` frames with their longer neighbour's label.
 
-    A sequence made only of short runs is returned unchanged.
+    The one implementation: :mod:`tvm_bsp.speech.scoring` decodes with it too.
+
+    Parameters
+    ----------
+    labels : sequence of int
+        One class per frame.
+    min_run : int
+        Shortest run kept (``<= 1`` keeps everything).
+
+    Returns
+    -------
+    list of int
+        Same length as ``labels``. A short run takes the label of the longer of its two
+        neighbouring runs (the left one on ties); a sequence made only of short runs is
+        returned unchanged.
     """
     labels = [int(v) for v in labels]
     if min_run <= 1 or not labels:

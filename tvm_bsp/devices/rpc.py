@@ -27,6 +27,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, NamedTuple
 
+from tvm_bsp.devices.tracker import tracker_summary
+
 __all__ = ["RPCEndpoint", "free_port", "local_rpc"]
 
 _LOOPBACK = "127.0.0.1"
@@ -106,8 +108,6 @@ def _start(argv: list[str], env: Mapping[str, str], log: IO[bytes]) -> subproces
 
 def _server_ready(host: str, port: int, key: str) -> bool:
     """Whether the tracker lists a free server under ``key`` (the tracker is listening)."""
-    from tvm_bsp.tune.runner import tracker_summary
-
     summary = tracker_summary(host, port)
     if summary is None:
         return False

@@ -15,33 +15,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+# one implementation: the runtime-only runner on a device decodes with the same code
+from tvm_bsp.deploy.decode import remove_short_runs
 from tvm_bsp.speech.batching import collate_pieces, group_pieces, utterance_pieces
 from tvm_bsp.speech.model import AcousticModel
 from tvm_bsp.speech.per import collapse_repeats, ctc_greedy_decode, phone_error_rate
 from tvm_bsp.speech.phones import phone_ids
-
-
-def remove_short_runs(labels: Sequence[int], min_run: int) -> list[int]:
-    """Relabel runs shorter than ``min_run`` frames with their longer neighbour's label.
-
-    Parameters
-    ----------
-    labels : sequence of int
-        One class per frame.
-    min_run : int
-        Shortest run kept (``<= 1`` keeps everything).
-
-    Returns
-    -------
-    list of int
-        Same length as ``labels``. A short run takes the label of the longer of its two
-        neighbouring runs (the left one on ties); a sequence made only of short runs is
-        returned unchanged.
-    """
-    from tvm_bsp.deploy.decode import remove_short_runs as runtime_remove_short_runs
-
-    # one implementation: the runtime-only runner on a device decodes with the same code
-    return runtime_remove_short_runs(labels, min_run)
 
 
 def smoothed_framewise_decode(scores: Any, smooth: int = 5, min_run: int = 3) -> list[int]:

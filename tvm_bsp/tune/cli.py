@@ -124,7 +124,7 @@ def run_tune(args: argparse.Namespace) -> int:
         )
     _set_verbosity(getattr(args, "verbose", False))
     if args.tracker is not None:  # before loading or compiling anything
-        from tvm_bsp.tune.tracker import TrackerError, check_tracker
+        from tvm_bsp.devices.tracker import TrackerError, check_tracker
 
         try:
             check_tracker(args.tracker[0], args.tracker[1], args.key)

@@ -9,7 +9,7 @@ never slower than the default, then random configs of
 :class:`~tvm_bsp.tune.runner.Measurer` (MetaSchedule's ``RPCRunner``): the per-frame
 ``step(x_t, state)`` of the layer, i.e. the input projection plus one step of the recurrent
 kernel, with the device's thread pool sized to the candidate's ``threads``. Every result is
-appended to the database under the layer's workload (:mod:`tvm_bsp.tune.layers`); configs
+appended to the database under the layer's workload (:mod:`tvm_bsp.records.layers`); configs
 already recorded are skipped (resume). Candidates are built in this process: a Relax module
 carries its weights, which are costly to ship to a builder worker.
 """
@@ -25,14 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from tvm_bsp.tune.database import TuningDatabase, _key_of, config_key
-from tvm_bsp.tune.layers import (
-    layer_model,
-    layer_sparse,
-    layer_workload,
-    rnn_candidates,
-    suggested_knobs,
-)
+from tvm_bsp.records.database import TuningDatabase, config_key, key_of
+from tvm_bsp.records.layers import layer_sparse, layer_workload, suggested_knobs
+from tvm_bsp.tune.layers import layer_model, rnn_candidates
 from tvm_bsp.tune.runner import (
     Measurer,
     TuneResult,
@@ -186,7 +181,7 @@ def tune_model(
     for _, index, layer in desc.directions():  # both halves of a bidirectional layer
         name = layer.name("weight_hh", index)
         wl = layer_workload(layer, sparse, tgt)
-        wkey = _key_of(wl)
+        wkey = key_of(wl)
         sub, sub_sparse = layer_model(layer), layer_sparse(layer, sparse)
         # the first candidate is what compile_model uses for this layer without records
         first = {**suggested.get(name, {}), **(knobs or {})}

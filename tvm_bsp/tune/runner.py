@@ -20,29 +20,19 @@ from typing import Any
 
 import numpy as np
 
+from tvm_bsp.devices.tracker import check_tracker, tracker_problem
+from tvm_bsp.records.database import TuningDatabase, config_key, utc_now
 from tvm_bsp.tune import measure
-from tvm_bsp.tune.database import TuningDatabase, config_key, utc_now
-from tvm_bsp.tune.tracker import (
-    TrackerError,
-    check_tracker,
-    device_registered,
-    tracker_problem,
-    tracker_summary,
-)
 
 __all__ = [
     "Measurer",
-    "TrackerError",
     "TuneResult",
     "TuningError",
     "check_runnable",
-    "check_tracker",
     "cleanup_artifact",
-    "device_registered",
     "format_us",
     "parse_tracker",
     "result_of",
-    "tracker_summary",
 ]
 
 

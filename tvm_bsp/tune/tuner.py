@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.records.database import TuningDatabase, config_key, workload, workload_key
 from tvm_bsp.tune import measure
-from tvm_bsp.tune.database import TuningDatabase, config_key, workload, workload_key
 from tvm_bsp.tune.runner import (
     Measurer,
     TuneResult,

@@ -40,7 +40,10 @@ __all__ = [
     "apply_best",
     "best_config",
     "config_key",
+    "key_of",
     "structure_fingerprint",
+    "utc_now",
+    "workload",
     "workload_key",
 ]
 
@@ -100,10 +103,11 @@ def workload_key(bspc: BSPCMatrix, batch: int, target: Any, epilogue: str | None
     str
         32 hex digits; the database file is ``<key>.json``.
     """
-    return _key_of(workload(bspc, batch, target, epilogue))
+    return key_of(workload(bspc, batch, target, epilogue))
 
 
-def _key_of(wl: Mapping[str, Any]) -> str:
+def key_of(wl: Mapping[str, Any]) -> str:
+    """Database key of any workload description: 32 hex digits of its sorted-JSON SHA-256."""
     return hashlib.sha256(json.dumps(dict(wl), sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -182,7 +186,7 @@ class TuningDatabase:
         pathlib.Path
             The workload's file.
         """
-        key = _key_of(wl)
+        key = key_of(wl)
         with self._locked():
             data = self.load(key) or {
                 "format": DB_FORMAT,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from tvm_bsp.tune.block_search_cli import main
+from tvm_bsp.cli.block_search import main
 
 if __name__ == "__main__":
     sys.exit(main())

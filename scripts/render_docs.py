@@ -175,6 +175,7 @@ def _spmv(results: Path, name: str) -> str:
     every = _load(results, name)
     pick = {(r["impl"], r["batch"], r["rate"]): r for r in every
             if r.get("matrix") == "3072x1024"}
+    frame_major = any(k[0] == "bspc_nb" for k in pick)  # runs before the kernels were merged
     rows = []
     for rate in sorted({k[2] for k in pick if k[0] == "bspc" and k[2] > 1}):
         one, row, nb = (pick.get((i, b, rate)) for i, b in (("bspc", 1), ("bspc", 32),
@@ -183,7 +184,7 @@ def _spmv(results: Path, name: str) -> str:
             f"{rate:g}", f"{one['speedup_vs_tvm_dense']:.1f} ({one.get('paper_cpu_speedup', '')})",
             f"{one['median_us']:.2f}", f"{one['speedup_vs_torch_csr']:.1f}",
             _num(row and row["speedup_vs_tvm_dense"]), _num(nb and nb["speedup_vs_tvm_dense"]),
-        ])
+        ][: 6 if frame_major else 5])
     machine = next((r for r in every if r.get("impl") == "machine"), {})
     d1, t1 = pick.get(("tvm_dense", 1, 1), {}), pick.get(("torch_dense", 1, 1), {})
     text = (
@@ -193,8 +194,44 @@ def _spmv(results: Path, name: str) -> str:
         " BSPC speedup over our dense kernel (RTMobile's CPU speedup in brackets):\n\n"
     )
     head = ["rate", "batch 1 speedup", "batch 1 µs", "vs torch CSR", "batch 32 row-major",
-            "batch 32 frame-major (`nb`)"]
+            "batch 32 frame-major (`nb`)"][: 6 if frame_major else 5]
     return text + _table(head, rows)
+
+
+def matmat_families(results: Path) -> str:
+    """``scripts/bench_matmat_families.py``: the two former mat-mat kernels side by side."""
+    doc = _load(results, "bench_matmat_families.json")
+    before_path = results / "bench_matmat_families.before.json"
+    before = json.loads(before_path.read_text()) if before_path.is_file() else {"cases": []}
+    old = {(c["threads"], c["rate"], c["batch"]): c["kernels"] for c in before["cases"]}
+
+    def us(kernels: dict | None, name: str) -> str:
+        return _num(kernels[name]["median_us"]) if kernels and name in kernels else ""
+
+    rows = []
+    for c in doc["cases"]:
+        k, b = c["kernels"], old.get((c["threads"], c["rate"], c["batch"]))
+        ratio = k["B*"]["median_us"] / k["A*"]["median_us"] if {"A*", "B*"} <= set(k) else None
+        rows.append([str(c["threads"]), "dense" if c["rate"] == 1 else f"{c['rate']}x",
+                     str(c["batch"]), us(k, "A"), us(k, "A*"), us(k, "A-nb"), us(b, "B"),
+                     us(b, "B*"), us(k, "B"), us(k, "B*"), _num(ratio, 2)])  # fmt: skip
+    machine = doc.get("machine", {})
+    ok = [r for r in doc.get("opencl", []) if "ok" in r]
+    text = (
+        f"`results/bench_matmat_families.json` ({machine.get('cpu', '?')}, 3072x1024, grid "
+        "96x16, TVM threads per row; medians in µs, `*` the best of a small knob set, "
+        "before/after: family B before and after the two details of A were ported; "
+        "`results/bench_matmat_families.before.json`):\n\n"
+    )
+    head = ["threads", "matrix", "batch", "A", "A*", "A frame-major*", "B before",
+            "B* before", "B (shipped)", "B* (shipped)", "B* / A*"]
+    text += _table(head, rows)
+    if ok:
+        good = sum(r["ok"] for r in ok)
+        text += (f"\n\nOpenCL (POCL, correctness only: POCL runs on this CPU, its times say "
+                 f"nothing about a GPU): {good} of {len(ok)} cases (Mali and Adreno defaults, "
+                 "every matrix and batch) match numpy for both families.")
+    return text
 
 
 TRAINING_NAMES = {
@@ -239,6 +276,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "bench-gru": bench_gru,
     "spmv": lambda results: _spmv(results, "bench_spmv.json"),
     "spmv-2t": lambda results: _spmv(results, "bench_spmv_2t.json"),
+    "matmat-families": matmat_families,
     "training": training,
 }
 

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from tvm_bsp.cli_speech import grid_arg
+from tvm_bsp.cli.speech import grid_arg
 from tvm_bsp.speech.experiment import (
     SPLITS,
     ExperimentConfig,

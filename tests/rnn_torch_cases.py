@@ -13,7 +13,6 @@ from tvm_bsp.prune import bsp_mask
 from tvm_bsp.prune.masked import add_mask
 
 ATOL = 1e-4
-REPO = Path(__file__).resolve().parents[1]
 
 
 def prune(module: nn.Module, grid=(3, 2), col_rate: float = 2.0, row_rate: float = 1.5) -> list:
@@ -70,7 +69,7 @@ def kernel_kinds(cm) -> list[str]:
 
 GUEST = """
 import json, numpy as np
-from tvm_bsp.deploy.load import load
+from tvm_bsp.runtime.load import load
 s = load("model.so")
 x = np.load("x.npy", allow_pickle=False)
 state0 = np.load("state.npy", allow_pickle=False)
@@ -90,23 +89,18 @@ for k, v in outs.items():
 
 def run_arm64(cm, x: np.ndarray, state: np.ndarray, tmp_path: Path) -> dict[str, np.ndarray]:
     """Export ``cm`` (an arm64 build), run forward (and step if streamable) under qemu."""
+    from tvm_bsp.deploy.shipped import runtime_files
     from tvm_bsp.devices.aarch64 import run_in_arm64
 
     lib = cm.export(tmp_path / "model.so")
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "state.npy", state)
-    stub = tmp_path / "empty.py"
-    stub.write_text("")
     files = {
         "model.so": lib,
         "x.npy": tmp_path / "x.npy",
         "state.npy": tmp_path / "state.npy",
-        "tvm_bsp/__init__.py": REPO / "tvm_bsp" / "__init__.py",
-        "tvm_bsp/deploy/__init__.py": stub,
+        **runtime_files(),  # what tvm-bsp deploy copies to a device
     }
-    for f in (REPO / "tvm_bsp" / "deploy").glob("*.py"):
-        if f.name != "__init__.py":
-            files[f"tvm_bsp/deploy/{f.name}"] = f
     res = run_in_arm64(GUEST, files, timeout=900)
     assert res.returncode == 0, res.stderr[-4000:]
     outs = {}

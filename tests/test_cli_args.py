@@ -1,4 +1,4 @@
-"""The shared option groups of the ``tvm-bsp`` subcommands (:mod:`tvm_bsp.cli_args`).
+"""The shared option groups of the ``tvm-bsp`` subcommands (:mod:`tvm_bsp.cli.args`).
 
 Each group adds its flags with the defaults its help text states; every subcommand that takes a
 group's flag takes the same flag (type, default, help) and rejects a bad value with the same
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tvm_bsp import cli_args
+from tvm_bsp.cli import args as cli_args
 from tvm_bsp.cli import build_parser, main
 
 

@@ -15,9 +15,9 @@ from torch import nn
 
 from tvm_bsp.cli import main
 from tvm_bsp.compiler.model_file import RNNStack, load_model_file, save_rnn_module
-from tvm_bsp.deploy import load
-from tvm_bsp.deploy.labels import read_labels
 from tvm_bsp.prune import bsp_mask, export_bspc
+from tvm_bsp.runtime import load
+from tvm_bsp.runtime.labels import read_labels
 from tvm_bsp.speech.model import AcousticModel, ModelConfig, save_model
 from tvm_bsp.speech.phones import PHONES_39
 from tvm_bsp.speech.train import smoothed_framewise_decode
@@ -117,7 +117,7 @@ def test_labels_travel_inside_the_so(speech_model, dense_so, tmp_path, capfd):
     assert meta["labels"] == list(PHONES_39) and meta["decode"] == DECODE
     x = _features(3)
     np.save(tmp_path / "feats.npy", x)
-    from tvm_bsp.deploy.runner import main as runner_main
+    from tvm_bsp.runtime.runner import main as runner_main
 
     assert runner_main([str(lone), "--features", str(tmp_path / "feats.npy")]) == 0
     assert _printed_phones(capfd.readouterr().out) == _torch_phones(model, x, DECODE)
@@ -171,7 +171,7 @@ def test_plain_rnn_module_file_and_stream_runner(tmp_path):
         [
             sys.executable,
             "-m",
-            "tvm_bsp.deploy.runner",
+            "tvm_bsp.runtime.runner",
             str(so),
             "--stream",
             "--json",
@@ -255,7 +255,7 @@ def test_help_lists_every_command():
     for command in ("demo", "train", "prune", "compile", "tune", "bench", "deploy", "rpc-server"):
         assert f"\n    {command}" in proc.stdout, command
     runner = subprocess.run(
-        [sys.executable, "-m", "tvm_bsp.deploy.runner", "x.so"],
+        [sys.executable, "-m", "tvm_bsp.runtime.runner", "x.so"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -289,7 +289,7 @@ def test_deploy_prints_the_device_command_when_it_cannot_run(dense_so, tmp_path,
     assert code == 0
     out = capfd.readouterr().out
     assert "does not run on this machine" in out
-    assert "TVM_USE_RUNTIME_LIB=1 PYTHONPATH=. python3 -m tvm_bsp.deploy.runner model.so" in out
+    assert "TVM_USE_RUNTIME_LIB=1 PYTHONPATH=. python3 -m tvm_bsp.runtime.runner model.so" in out
     assert Path(tmp_path / "d" / "model.so").is_file()
 
 

@@ -16,9 +16,9 @@ from onnx_graphs import feeds_for, rnn_graph, run_ort
 
 from tvm_bsp.cli import main
 from tvm_bsp.compiler.model_file import load_model_file
-from tvm_bsp.deploy import load
-from tvm_bsp.deploy.labels import read_labels
 from tvm_bsp.frontend.model import RNNModel
+from tvm_bsp.runtime import load
+from tvm_bsp.runtime.labels import read_labels
 
 ATOL = 1e-4
 

@@ -331,7 +331,7 @@ def _write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) ->
 
 
 def test_a_22050_hz_wav_is_resampled_to_16_khz(tmp_path: Path, capsys) -> None:
-    from tvm_bsp.cli_wav import wav_samples
+    from tvm_bsp.cli.wav import wav_samples
 
     tones = {440.0: 8000.0, 1700.0: 3000.0, 5200.0: 1500.0}
     # a 10 kHz tone cannot exist at 16 kHz: the resampler must filter it, not alias it
@@ -345,7 +345,7 @@ def test_a_22050_hz_wav_is_resampled_to_16_khz(tmp_path: Path, capsys) -> None:
 
 
 def test_a_16_khz_wav_is_taken_as_it_is(tmp_path: Path, capsys) -> None:
-    from tvm_bsp.cli_wav import wav_samples
+    from tvm_bsp.cli.wav import wav_samples
 
     samples = np.round(_tone(16000, {300.0: 5000.0}, 0.2))
     x = wav_samples(_write_wav(tmp_path / "a.wav", samples, 16000))

@@ -190,7 +190,7 @@ def test_unsupported_targets_and_modules():
 
 _RUNTIME_ONLY = """
 import sys, numpy as np
-import tvm_bsp.deploy.load as load
+import tvm_bsp.runtime.load as load
 session = load(sys.argv[1])
 x = np.load(sys.argv[2])
 y, h = session.forward(x)
@@ -232,7 +232,7 @@ def test_export_and_runtime_only_load(tmp_path):
 
 _GUEST = """
 import json, numpy as np
-from tvm_bsp.deploy.load import load
+from tvm_bsp.runtime.load import load
 s = load("model.so")
 x = np.load("x.npy", allow_pickle=False)
 state0 = np.load("state.npy", allow_pickle=False)
@@ -264,13 +264,13 @@ def test_arm64_build_under_qemu(tmp_path, cell):
     x, state = _inputs(cm, False, 6, 2, seed=3)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "state.npy", state)
-    from tvm_bsp.cli_deploy import _runtime_files  # what a device gets from tvm-bsp deploy
+    from tvm_bsp.deploy.shipped import runtime_files  # what a device gets from tvm-bsp deploy
 
     files = {
         "model.so": lib,
         "x.npy": tmp_path / "x.npy",
         "state.npy": tmp_path / "state.npy",
-        **_runtime_files(),
+        **runtime_files(),
     }
     res = run_in_arm64(_GUEST + _COPY_BACK, files, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]

@@ -19,8 +19,8 @@ from torch import nn
 
 from tvm_bsp.bspc import BSPCMatrix, save_bspc
 from tvm_bsp.compiler.model_file import RNNStack, load_model_file, save_rnn_module
-from tvm_bsp.deploy.files import atomic_output
-from tvm_bsp.deploy.labels import check_labels, make_labels, read_labels, write_labels
+from tvm_bsp.runtime.files import atomic_output
+from tvm_bsp.runtime.labels import check_labels, make_labels, read_labels, write_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 

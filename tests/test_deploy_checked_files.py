@@ -17,15 +17,15 @@ from torch import nn
 
 import tvm_bsp
 from tvm_bsp.compiler.model_file import RNNStack
-from tvm_bsp.deploy.files import BLOB_SYMBOL, read_elf
+from tvm_bsp.runtime.files import BLOB_SYMBOL, read_elf
 
 REPO = Path(__file__).resolve().parents[1]
 _CHILD = """
 import sys, warnings
 import numpy as np
-import tvm_bsp.deploy
+import tvm_bsp.runtime
 warnings.simplefilter("always")
-s = tvm_bsp.deploy.load(sys.argv[1])
+s = tvm_bsp.runtime.load(sys.argv[1])
 y, _ = s.forward(np.zeros((3, 1, 13), np.float32))
 print("OK", y.shape, "torch" in sys.modules)
 """
@@ -134,7 +134,7 @@ def test_arm64_build_names_itself(tmp_path):
     np.save(feats, np.zeros((5, 13), np.float32))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     runner = subprocess.run(
-        [sys.executable, "-m", "tvm_bsp.deploy.runner", str(so), "--features", str(feats)],
+        [sys.executable, "-m", "tvm_bsp.runtime.runner", str(so), "--features", str(feats)],
         capture_output=True,
         text=True,
         env=env,

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 import tvm_bsp
-from tvm_bsp.deploy import load
 from tvm_bsp.deploy.remote import connect, parse_address, remote_session
 from tvm_bsp.devices.rpc import local_rpc
 from tvm_bsp.prune import bsp_mask
+from tvm_bsp.runtime import load
 
 I, H, O, T, B = 13, 24, 7, 9, 3
 ATOL = 1e-4

@@ -1,9 +1,10 @@
-"""Exported .so files run in a fresh process through tvm_bsp.deploy.load without torch/compiler."""
+"""Exported .so files run in a fresh process through tvm_bsp.runtime.load, no torch/compiler."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,19 +21,22 @@ from tvm_bsp.prune.masked import add_mask
 
 I, H, O = 13, 37, 5
 ATOL = 1e-4
-REPO = Path(__file__).resolve().parents[1]
 
 # The child blocks torch (tvm_ffi imports it when it is installed; a device has none), so any
-# import of torch by tvm_bsp fails loudly, and reports what it imported.
+# import of torch by tvm_bsp fails loudly, and reports what it imported. It sees only the files
+# `tvm-bsp deploy` ships (PYTHONPATH): the finder of an editable install of tvm_bsp, which would
+# fill in any other module from the repository, is dropped as on a device that has none.
 _CHILD = """
 import json, sys
 sys.modules["torch"] = None
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
 import numpy as np
-import tvm_bsp.deploy
+import tvm_bsp.runtime
+print("RUNTIME " + tvm_bsp.runtime.__file__)
 
 spec = json.load(open(sys.argv[1]))
 for case in spec:
-    session = tvm_bsp.deploy.load(case["so"])
+    session = tvm_bsp.runtime.load(case["so"])
     x = np.load(case["x"], allow_pickle=False)
     state = np.load(case["state"], allow_pickle=False)
     y, h = session.forward(x, state)
@@ -124,13 +128,26 @@ def _assert_runtime_only(stdout: str) -> None:
     assert not [m for m in loaded if m == "torch" or m.startswith("torch.")]
     assert not [m for m in loaded if m.startswith(("tvm_bsp.compiler", "tvm_bsp.frontend"))]
     assert not [m for m in loaded if m.startswith(("tvm_bsp.ops", "tvm_bsp.passes", "tvm.relax"))]
-    assert "tvm_bsp.deploy.session" in loaded
+    assert "tvm_bsp.runtime.session" in loaded
+    others = [m for m in loaded if m.startswith("tvm_bsp.") and not m.startswith("tvm_bsp.runtime")]
+    assert not others, f"the runtime imported other tvm_bsp modules: {others}"
+
+
+def _shipped(root: Path) -> Path:
+    """Copy the files ``tvm-bsp deploy`` ships to a device into ``root``; return it."""
+    from tvm_bsp.deploy.shipped import runtime_files
+
+    for rel, src in runtime_files().items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, root / rel)
+    return root
 
 
 def _run_host(tmp_path: Path, which: list[tuple[str, bool]]) -> None:
     cases = _build(tmp_path, "host", which)
     (tmp_path / "spec.json").write_text(json.dumps(_spec(cases)))
-    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", PYTHONPATH=str(REPO))
+    device = _shipped(tmp_path / "device")
+    env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", PYTHONPATH=str(device))
     res = subprocess.run(
         [sys.executable, "-c", _CHILD, "spec.json"],
         cwd=tmp_path,
@@ -142,6 +159,8 @@ def _run_host(tmp_path: Path, which: list[tuple[str, bool]]) -> None:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     _assert_runtime_only(res.stdout)
+    where = next(ln for ln in res.stdout.splitlines() if ln.startswith("RUNTIME "))
+    assert Path(where.split(" ", 1)[1]).parent == device / "tvm_bsp" / "runtime"
     for c in cases:
         c["x_path"], c["state_path"] = tmp_path / c["x"], tmp_path / c["state"]
     _check(cases, lambda name: np.load(tmp_path / f"{name}.npy"))
@@ -167,13 +186,13 @@ for f in sorted(glob.glob("o*_*.npy")):
 @pytest.mark.slow
 @pytest.mark.aarch64
 def test_arm64_so_under_qemu_matches_torch(tmp_path):
-    from tvm_bsp.cli_deploy import _runtime_files
+    from tvm_bsp.deploy.shipped import runtime_files
     from tvm_bsp.devices.aarch64 import require_arm64, run_in_arm64
 
     require_arm64()
     cases = _build(tmp_path, "arm64", CASES)
     (tmp_path / "spec.json").write_text(json.dumps(_spec(cases)))
-    files = {"spec.json": tmp_path / "spec.json", **_runtime_files()}
+    files = {"spec.json": tmp_path / "spec.json", **runtime_files()}
     for c in cases:
         for key in ("so", "x", "state"):
             files[c[key]] = tmp_path / c[key]

@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 _CHILD = r"""
 import json, sys, threading
 import numpy as np
-import tvm_bsp.deploy
+import tvm_bsp.runtime
 
 so, threads, rounds = sys.argv[1], 4, 15
-s = tvm_bsp.deploy.load(so)
+s = tvm_bsp.runtime.load(so)
 rng = np.random.default_rng(0)
 xs = [rng.standard_normal((6, 1 + k % 2, 13)).astype(np.float32) for k in range(threads)]
 ref_fwd = [s.forward(x) for x in xs]
@@ -57,7 +57,7 @@ def shared(k):
 
 def own(k):  # one session per thread: parallel streams
     try:
-        mine = tvm_bsp.deploy.load(so)
+        mine = tvm_bsp.runtime.load(so)
         y = np.stack([mine.push(f) for f in xs[k]])
         with lock:
             report["own"] += int(np.array_equal(y, np.stack(ref_own[k])))

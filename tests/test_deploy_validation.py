@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 _CHILD = r"""
 import json, sys
 import numpy as np
-import tvm_bsp.deploy
+import tvm_bsp.runtime
 
-s = tvm_bsp.deploy.load(sys.argv[1])
+s = tvm_bsp.runtime.load(sys.argv[1])
 rng = np.random.default_rng(0)
 x = rng.standard_normal((4, 1, 13)).astype(np.float32)
 wide = rng.standard_normal((4, 3, 26)).astype(np.float32)
@@ -217,7 +217,7 @@ def test_runner_refuses_bad_feature_files(tmp_path, exported, make, message):
     np.save(feats, make())
     env = dict(os.environ, TVM_USE_RUNTIME_LIB="1", PYTHONPATH=str(REPO))
     res = subprocess.run(
-        [sys.executable, "-m", "tvm_bsp.deploy.runner", str(so), "--features", str(feats)],
+        [sys.executable, "-m", "tvm_bsp.runtime.runner", str(so), "--features", str(feats)],
         capture_output=True,
         text=True,
         env=env,

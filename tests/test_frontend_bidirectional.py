@@ -105,7 +105,7 @@ def test_no_step_for_a_backward_direction(compiled):
     assert cm.meta["streamable"] is False and cm.meta["directions"] == 2
     assert "step" not in [gv.name_hint for gv in cm.ir.get_global_vars()]
     frame = np.zeros((1, cm.model.input_size), np.float32)
-    for call in (cm.step, cm.push):  # the session's check (tvm_bsp.deploy.session)
+    for call in (cm.step, cm.push):  # the session's check (tvm_bsp.runtime.session)
         with pytest.raises(ValueError, match=r"cannot stream.*layer 0 is bidirectional"):
             call(frame)
 

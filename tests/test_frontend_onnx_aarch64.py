@@ -33,13 +33,13 @@ def test_onnx_gru_arm64_under_qemu(tmp_path, threads):
     feeds = feeds_for(model, 6, 2, seed=3)
     np.save(tmp_path / "x.npy", feeds["x"])
     np.save(tmp_path / "state.npy", sig.state(feeds))
-    from tvm_bsp.cli_deploy import _runtime_files  # what tvm-bsp deploy copies to devices
+    from tvm_bsp.deploy.shipped import runtime_files  # what tvm-bsp deploy copies to devices
 
     files = {
         "model.so": lib,
         "x.npy": tmp_path / "x.npy",
         "state.npy": tmp_path / "state.npy",
-        **_runtime_files(),
+        **runtime_files(),
     }
     res = run_in_arm64(_GUEST + _COPY_BACK, files, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]

@@ -1,11 +1,20 @@
-"""Dense baseline kernels on the host against numpy, and the TE dense compute."""
+"""Dense kernels (the CPU mat-mat kernel with a dense weight) on the host against numpy, and
+the TE dense compute."""
 
 import numpy as np
 import pytest
 import tvm
 
-from tvm_bsp.ops import build_dense, dense_compute, dense_prim_func, numpy_epilogue, to_prim_func
-from tvm_bsp.schedules import all_configs, dense_template
+from tvm_bsp.ops import (
+    build_dense,
+    dense_compute,
+    dense_prim_func,
+    dense_template,
+    numpy_epilogue,
+    to_prim_func,
+)
+from tvm_bsp.ops.rnn_pack import pack_row_panels, pad_rows
+from tvm_bsp.schedules import all_configs
 
 
 def _check(kernel, weight, batch, activation=None, bias=None):
@@ -14,16 +23,14 @@ def _check(kernel, weight, batch, activation=None, bias=None):
     np.testing.assert_allclose(kernel(x), want, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "M, N", [(64, 32), (50, 39), (3, 7), (1, 1), (100, 1), (33, 129)]
-)
+@pytest.mark.parametrize("M, N", [(64, 32), (50, 39), (3, 7), (1, 1), (100, 1), (33, 129)])
 @pytest.mark.parametrize("batch", [1, 5])
 def test_dense_default_config(M, N, batch):
     weight = np.random.default_rng(0).standard_normal((M, N)).astype(np.float32)
     _check(build_dense(M, N, batch, weight=weight), weight, batch)
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 def test_dense_epilogue(activation):
     weight = np.random.default_rng(2).standard_normal((40, 24)).astype(np.float32)
     bias = np.linspace(-3, 3, 40).astype(np.float32)
@@ -31,10 +38,8 @@ def test_dense_epilogue(activation):
     _check(kernel, weight, 2, activation, bias)
 
 
-def _config_sample(batch, count=None):
+def _config_sample(batch, count):
     configs = list(all_configs(dense_template().knobs(batch)))
-    if count is None:
-        return configs
     return [configs[i] for i in np.random.default_rng(3).choice(len(configs), count, False)]
 
 
@@ -45,8 +50,8 @@ def test_dense_knob_sample(config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", _config_sample(4), ids=str)
-def test_dense_every_knob_config(config):
+@pytest.mark.parametrize("config", _config_sample(4, 150), ids=str)
+def test_dense_many_knob_configs(config):
     weight = np.random.default_rng(4).standard_normal((70, 30)).astype(np.float32)
     _check(build_dense(70, 30, 4, config=config, weight=weight), weight, 4)
 
@@ -70,8 +75,18 @@ def test_te_dense_compute():
 
 
 def test_dense_spec_and_errors():
-    func, arrays, names = dense_prim_func(np.ones((8, 4), np.float32), 2)
+    weight = np.arange(32, dtype=np.float32).reshape(8, 4)
+    bias = np.arange(8, dtype=np.float32)
+    func, arrays, names = dense_prim_func(weight, 2, {"lanes": 4}, None, bias)
     assert [p.name for p in func.params] == list(names) == ["x", "w", "bias", "y"]
     assert set(arrays) == {"w", "bias"}
+    np.testing.assert_array_equal(arrays["w"], pack_row_panels(weight, 4))
+    np.testing.assert_array_equal(arrays["bias"], pad_rows(bias, 8, 4))
     with pytest.raises(ValueError, match="weight"):
         build_dense(8, 4, 1, weight=np.ones((4, 8), np.float32))
+    with pytest.raises(ValueError, match="2-D"):
+        dense_prim_func(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        build_dense(8, 4, 1, bias=np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="unknown knobs"):
+        dense_prim_func(weight, 1, {"panel_rows": 8})

@@ -43,15 +43,17 @@ def test_fast_activation_matches_numpy(activation):
     assert np.isfinite(got).all()
 
 
-def test_none_is_identity():
+def test_none_is_identity_and_relu_clamps():
     x = _inputs()
     np.testing.assert_array_equal(_run("none", x), x)
+    np.testing.assert_array_equal(_run("relu", x), np.maximum(x, 0))
 
 
 def test_numpy_epilogue_and_names():
     y = np.array([[0.0, 1.0]], np.float32)
     np.testing.assert_allclose(numpy_epilogue(y, np.array([1.0, -1.0]), "tanh"), [[np.tanh(1), 0]])
     np.testing.assert_allclose(numpy_epilogue(y, None, "sigmoid"), [[0.5, 1 / (1 + np.exp(-1))]])
+    np.testing.assert_allclose(numpy_epilogue(y, np.array([-1.0, 0.5]), "relu"), [[0, 1.5]])
     assert check_activation(None) == "none"
     with pytest.raises(ValueError, match="activation"):
-        check_activation("relu")
+        check_activation("gelu")

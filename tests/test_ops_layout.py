@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from strategies import bsp_problems
 
 from tvm_bsp.bspc import BSPCMatrix, thread_partition
-from tvm_bsp.ops import pack_dense, pack_panels, panel_layout_matvec
+from tvm_bsp.ops import pack_panels, panel_layout_matvec
 from tvm_bsp.ops.layout import panel_column_count
+from tvm_bsp.ops.rnn_pack import pack_row_panels, pad_rows
 from tvm_bsp.prune import bsp_mask
 
 
@@ -137,15 +138,11 @@ def test_pack_rejects_bad_arguments(kwargs, message):
         pack_panels(matrix, **kwargs)
 
 
-def test_pack_dense_layout():
+def test_row_panels_layout_of_the_dense_kernel():
     weight = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
-    packed = pack_dense(weight, 4, np.ones(5, np.float32))
-    w = packed["w"].reshape(2, 3, 4)  # panels, columns, lanes
+    w = pack_row_panels(weight, 4).reshape(2, 3, 4)  # panels, columns, lanes
     np.testing.assert_array_equal(w[0], weight[:4].T)
     np.testing.assert_array_equal(w[1, :, 0], weight[4])
     assert not w[1, :, 1:].any()
-    np.testing.assert_array_equal(packed["bias"], [1, 1, 1, 1, 1, 0, 0, 0])
-    with pytest.raises(ValueError, match="bias"):
-        pack_dense(weight, 4, np.ones(4))
-    with pytest.raises(ValueError, match="2-D"):
-        pack_dense(np.ones(3), 4)
+    np.testing.assert_array_equal(pad_rows(np.ones(5, np.float32), 5, 4), [1, 1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(pad_rows(None, 5, 4), np.zeros(8))

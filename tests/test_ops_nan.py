@@ -201,9 +201,9 @@ def test_opencl_kernels_propagate_nan_on_pocl(exact):
 _GUEST = """
 import numpy as np, sys
 sys.modules["torch"] = None
-import tvm_bsp.deploy
+import tvm_bsp.runtime
 for name in ("dense", "bspc"):
-    s = tvm_bsp.deploy.load(name + ".so")
+    s = tvm_bsp.runtime.load(name + ".so")
     for case in ("nan", "inf", "-inf"):
         y, _ = s.forward(np.load(case + ".npy"))
         print("OUT", name, case, y.astype(np.float32).tobytes().hex())
@@ -213,12 +213,12 @@ for name in ("dense", "bspc"):
 @pytest.mark.slow
 @pytest.mark.aarch64
 def test_arm64_build_propagates_nan_under_qemu(tmp_path):
-    from tvm_bsp.cli_deploy import _runtime_files
+    from tvm_bsp.deploy.shipped import runtime_files
     from tvm_bsp.deploy.targets import export_library
     from tvm_bsp.devices.aarch64 import require_arm64, run_in_arm64
 
     require_arm64()
-    files = dict(_runtime_files())
+    files = dict(runtime_files())
     models = {}
     for name, pruned in (("dense", False), ("bspc", True)):
         rnn = models[name] = _rnn("gru", pruned, seed=9)

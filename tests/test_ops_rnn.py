@@ -9,12 +9,12 @@ import pytest
 import tvm
 
 from tvm_bsp.bspc import BSPCMatrix
-from tvm_bsp.deploy.session import configure_threads
 from tvm_bsp.ops.layer_weights import LayerWeights
 from tvm_bsp.ops.rnn import cell_prim_func, linear_compute, linear_kernel, sequence_kernel
 from tvm_bsp.ops.rnn_knobs import RNNKnobs, default_knobs
 from tvm_bsp.ops.rnn_pack import bspc_row_range, bspc_scale_rows, pack_gate_tiles
 from tvm_bsp.prune import bsp_mask
+from tvm_bsp.runtime.session import configure_threads
 
 TARGET = tvm.target.Target("llvm")
 # Use every core before any kernel creates the (per-thread) pool, so the barrier-synchronized

@@ -1,4 +1,4 @@
-"""BSPC kernels on the host: scheduled CPU kernels and the TE compute against numpy."""
+"""BSPC kernels on the host: the shipped CPU mat-mat kernel and the TE compute against numpy."""
 
 import numpy as np
 import pytest
@@ -11,13 +11,15 @@ from tvm_bsp.bspc import BSPCMatrix
 from tvm_bsp.ops import (
     bspc_spmm_compute,
     build_spmm,
+    compile_spec,
     numpy_epilogue,
     pack_panels,
     spmm_prim_func,
+    spmm_template,
     to_prim_func,
 )
+from tvm_bsp.ops.rnn_kernels import linear_kernel
 from tvm_bsp.prune import PAPER_SPLITS, bsp_mask, bsp_mask_at_rate
-from tvm_bsp.schedules import spmm_template
 
 RTOL, ATOL = 1e-5, 1e-5
 
@@ -38,7 +40,7 @@ def _check(kernel, dense, batch, activation=None, bias=None, seed=1):
 _RANDOM_CASE = given(
     problem=bsp_problems(max_dim=48),
     batch=st.sampled_from([1, 2, 3, 4, 8]),
-    activation=st.sampled_from([None, "sigmoid", "tanh"]),
+    activation=st.sampled_from([None, "relu", "sigmoid", "tanh"]),
     with_bias=st.booleans(),
     data=st.data(),
 )
@@ -61,7 +63,7 @@ def _random_case(problem, batch, activation, with_bias, data):
     weight, rb, cb, col_rate, row_rate = problem
     mask = bsp_mask(weight, rb, cb, col_rate, row_rate)
     matrix = BSPCMatrix.from_dense(weight, mask, rb, cb)
-    knobs = spmm_template().knobs(batch)
+    knobs = spmm_template().knobs(batch, matrix)
     config = {k.name: data.draw(st.sampled_from(k.choices), label=k.name) for k in knobs}
     bias = np.linspace(-2, 2, weight.shape[0]).astype(np.float32) if with_bias else None
     kernel = build_spmm(matrix, batch, config=config, epilogue=activation, bias=bias)
@@ -84,8 +86,8 @@ def _random_case(problem, batch, activation, with_bias, data):
 def test_edge_shapes_default_config(M, N, rb, cb, col_rate, row_rate, batch):
     matrix, dense = _problem(M, N, rb, cb, col_rate, row_rate)
     _check(build_spmm(matrix, batch), dense, batch)
-    if batch > 1:
-        _check(build_spmm(matrix, batch, config={"frames_layout": "nb"}), dense, batch)
+    if batch > 1:  # one 2-frame tile and a frame alone
+        _check(build_spmm(matrix, batch, config={"frames": 2, "lanes": 4}), dense, batch)
 
 
 def test_empty_rows_get_the_epilogue_of_the_bias():
@@ -121,27 +123,45 @@ def test_single_frame_accepts_a_vector_and_checks_shapes():
 
 
 @pytest.mark.parametrize("rate", [10, 301])
-@pytest.mark.parametrize("batch, layout", [(1, "bn"), (32, "bn"), (32, "nb")])
-def test_reference_gru_matrix(rate, batch, layout):
+@pytest.mark.parametrize(
+    "batch, config",
+    [(1, {}), (32, {}), (32, {"lanes": 32, "frames": 4, "threads": 2, "min_parallel_macs": 0})],
+)
+def test_reference_gru_matrix(rate, batch, config):
     weight = np.random.default_rng(6).standard_normal((3072, 1024)).astype(np.float32)
     mask = bsp_mask(weight, 96, 16, PAPER_SPLITS[rate][0], PAPER_SPLITS[rate][1])
     matrix = BSPCMatrix.from_dense(weight, mask, 96, 16)
-    kernel = build_spmm(matrix, batch, config={"frames_layout": layout})
+    kernel = build_spmm(matrix, batch, config=config)
     _check(kernel, np.where(mask, weight, 0), batch)
 
 
-def test_frame_major_kernel_takes_transposed_frames():
+def test_the_kernel_is_the_one_compile_model_ships_for_any_frame_count():
+    """``spmm_prim_func`` returns the lowering's mat-mat kernel (same knobs, same PrimFunc,
+    same packed arrays); compiled once, it serves any number of frames."""
     matrix, dense = _problem(40, 24, 4, 3, 2, 2)
-    kernel = build_spmm(matrix, 5, config={"frames_layout": "nb", "panel_rows": 2})
-    assert kernel.frame_major and kernel.out_shape == (40, 5)
-    x = np.random.default_rng(2).standard_normal((5, 24)).astype(np.float32)
-    assert kernel.inputs(x)[0].shape == (24, 5)
-    params = kernel.spec.func.params
-    assert [tuple(int(d) for d in p.ty.shape) for p in (params[0], params[-1])] == [
-        (24, 5),
-        (40, 5),
-    ]
-    np.testing.assert_allclose(kernel(x), x @ dense.T, rtol=RTOL, atol=ATOL)
+    bias = np.linspace(-1, 1, 40).astype(np.float32)
+    config = {"lanes": 4, "frames": 2, "k_split": 2, "threads": 2, "min_parallel_macs": 0}
+    spec = spmm_prim_func(matrix, 5, config, "tanh", bias)
+    knobs = spmm_template().kernel_knobs(spmm_template().config(5, config, matrix))
+    func, consts, rows = linear_kernel(matrix, bias, knobs, "tanh")
+    strip = ("global_symbol", "tvm_bsp.config")
+    ours = spec.func
+    for attr in strip:
+        ours = ours.without_attr(attr)
+    tvm.ir.assert_structural_equal(ours, func.without_attr("global_symbol"))
+    assert rows == 40 and len(consts) == len(spec.arrays)
+    for got, want in zip((spec.arrays[n] for n in spec.arg_names[1:-1]), consts, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert bool(spec.func.attrs["tvm_bsp.parallel"])
+    entry = compile_spec(spec, "host").jit()[str(spec.func.attrs["global_symbol"])]
+    rng = np.random.default_rng(2)
+    for n in (1, 3, 6):
+        x = rng.standard_normal((n, 24)).astype(np.float32)
+        args = [x, *(spec.arrays[k] for k in spec.arg_names[1:-1]), np.zeros((n, 40), np.float32)]
+        tensors = [tvm.runtime.tensor(a) for a in args]
+        entry(*tensors)
+        want = np.tanh(x.astype(np.float64) @ dense.T + bias)
+        np.testing.assert_allclose(tensors[-1].numpy(), want, rtol=RTOL, atol=ATOL)
 
 
 def test_input_matrix_3072x39():
@@ -156,8 +176,8 @@ def test_te_compute_matches_scheduled_kernel(activation):
     matrix, dense = _problem(45, 39, 5, 4, 3, 2, seed=8)
     bias = np.random.default_rng(9).standard_normal(45).astype(np.float32)
     batch = 3
-    config = spmm_template().config(batch, {"panel_rows": 8, "k_split": 2})
-    layout = pack_panels(matrix, 8, 2, config["threads"], config["row_order"], bias)
+    config = spmm_template().config(batch, {"lanes": 8, "k_split": 2}, matrix)
+    layout = pack_panels(matrix, 8, 2, config["threads"], "natural", bias)
     inputs, out = bspc_spmm_compute(layout, batch, activation)
     func = to_prim_func(inputs, out, "te_spmm")
     ex = tvm.compile(tvm.IRModule({"te_spmm": func}), target="llvm")
@@ -175,21 +195,29 @@ def test_te_compute_matches_scheduled_kernel(activation):
 
 def test_prim_func_spec_contract():
     matrix, _ = _problem(40, 24, 4, 3, 2, 2)
-    func, arrays, names = spmm_prim_func(matrix, 2, {"panel_rows": 8}, "tanh")
+    func, arrays, names = spmm_prim_func(matrix, 2, {"lanes": 8}, "tanh")
     assert names[0] == "x" and names[-1] == "y"
     assert [p.name for p in func.params] == list(names)
     assert set(arrays) == set(names[1:-1])
     assert all(isinstance(a, np.ndarray) for a in arrays.values())
-    assert int(func.attrs["tvm_bsp.config"]["panel_rows"]) == 8
+    assert int(func.attrs["tvm_bsp.config"]["lanes"]) == 8
+    assert arrays["vals"].size == arrays["cols"].size * 8
 
 
 def test_unknown_knob_and_bad_batch_are_rejected():
     matrix, _ = _problem(10, 10, 2, 2, 1, 1)
     with pytest.raises(ValueError, match="unknown knobs"):
-        spmm_prim_func(matrix, 1, {"vector_width": 8})
+        spmm_prim_func(matrix, 1, {"panel_rows": 8})  # a knob of the former template
     with pytest.raises(ValueError, match="not one of"):
-        spmm_prim_func(matrix, 1, {"panel_rows": 5})
+        spmm_prim_func(matrix, 1, {"lanes": 5})
+    tile = spmm_template().config(1, None, matrix)["frames"]
+    with pytest.raises(ValueError, match="not one of"):  # one frame: the tile has one choice
+        spmm_prim_func(matrix, 1, {"frames": 1 if tile != 1 else 2})
     with pytest.raises(ValueError, match="batch"):
         spmm_prim_func(matrix, 0)
     with pytest.raises(ValueError, match="activation"):
-        spmm_prim_func(matrix, 1, epilogue="relu")
+        spmm_prim_func(matrix, 1, epilogue="gelu")
+    with pytest.raises(ValueError, match="bias"):
+        spmm_prim_func(matrix, 1, bias=np.ones(9, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        spmm_prim_func(matrix, 1, bias=np.full(10, np.nan, np.float32))

@@ -1,17 +1,10 @@
-"""Knobs, configs and target resolution of the schedule templates."""
+"""Knobs, configs and target resolution (``tvm_bsp.schedules``), and the templates' defaults."""
 
 import pytest
 import tvm
 
-from tvm_bsp.schedules import (
-    Knob,
-    all_configs,
-    dense_template,
-    family,
-    resolve_config,
-    resolve_target,
-    spmm_template,
-)
+from tvm_bsp.ops import dense_template, spmm_template
+from tvm_bsp.schedules import Knob, all_configs, family, resolve_config, resolve_target
 
 
 def test_knob_default_must_be_a_choice():
@@ -39,9 +32,7 @@ def test_every_template_has_valid_defaults(target, batch):
         assert knobs and all(k.doc for k in knobs)
         config = template.config(batch)
         assert set(config) == {k.name for k in knobs}
-        for name in ("batch_tile", "batch_threads"):
-            if name in config:
-                assert batch % config[name] == 0
+        assert template.config(batch, config) == config  # a full config is its own completion
 
 
 def test_target_names():

@@ -469,7 +469,7 @@ def test_a_failing_chain_stops_the_others(tiny_corpus, tmp_path):
 def _cli(argv: list[str]) -> int:
     import argparse
 
-    from tvm_bsp.cli_speech import add_prune_parser, add_train_parser
+    from tvm_bsp.cli.speech import add_prune_parser, add_train_parser
 
     parser = argparse.ArgumentParser(prog="tvm-bsp")
     sub = parser.add_subparsers(dest="command", required=True)

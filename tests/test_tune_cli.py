@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from tvm_bsp.cli.tune import add_rpc_server_parser, add_tune_parser, rpc_server_command
 from tvm_bsp.prune import bsp_mask_at_rate, export_bspc, load_bspc_dir
 from tvm_bsp.tune import apply_best
-from tvm_bsp.tune.cli import add_rpc_server_parser, add_tune_parser, rpc_server_command
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -83,7 +83,7 @@ def _compile_in_fresh_process(model_pt: Path, db: Path) -> dict:
 
 
 def _tune_parser() -> argparse.ArgumentParser:
-    from tvm_bsp.tune.cli import add_tune_parser
+    from tvm_bsp.cli.tune import add_tune_parser
 
     parser = argparse.ArgumentParser(prog="tvm-bsp")
     add_tune_parser(parser.add_subparsers(dest="command", required=True))

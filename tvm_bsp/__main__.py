@@ -1,5 +1,5 @@
 """``python -m tvm_bsp`` is the ``tvm-bsp`` command."""
 
-from tvm_bsp.cli import main
+from tvm_bsp.cli.command import main
 
 raise SystemExit(main())

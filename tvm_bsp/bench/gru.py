@@ -47,6 +47,7 @@ import numpy as np
 from tvm_bsp.bench.gru_table import PAPER_CPU_SPEEDUP, PAPER_CPU_US, table
 from tvm_bsp.bench.gru_timers import check, time_onnxruntime, time_torch, time_tvm
 from tvm_bsp.bench.load import LOAD_MODES, competing_load, modes_of
+from tvm_bsp.bench.roofline import bandwidth_table, build_roofline
 from tvm_bsp.bspc.grid import parse_grid_list as parse_grids
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ def run(
     import torch
 
     import tvm_bsp
-    from tvm_bsp.deploy.session import configure_threads
+    from tvm_bsp.runtime.session import configure_threads
 
     torch.set_num_threads(1)
     # TVM's pool gets its workers when first used and cannot grow afterwards: create it with
@@ -280,12 +281,15 @@ def run(
             if error > 1e-3:
                 raise RuntimeError(f"rate {rate}: compiled model differs from torch by {error}")
             extra = {"achieved_rate": round(achieved, 2), "compile_s": round(compile_s, 1)}
+            roof = build_roofline(cm, T, LAYERS * HIDDEN * 4)
             for load, context in conditions():
                 with context:
                     times = time_tvm(cm, pmodel, T, repeat, tvm_threads)
                 for mode, us in times.items():
+                    nbytes, bound = roof[mode]
                     add(mode, rate, impl, us, threads=tvm_threads, max_abs_error=error,
-                        load=load, **extra, **label)  # fmt: skip
+                        load=load, bytes_per_frame=nbytes, roofline_us=round(bound, 2),
+                        roofline_ratio=round(us / bound, 2), **extra, **label)  # fmt: skip
         where = f" grid {label['grid']}" if label else ""
         print(f"rate {rate:>3}{where}: done", file=sys.stderr, flush=True)
     for load, context in conditions() if peers else ():
@@ -298,6 +302,8 @@ def run(
         for mode, us in ort_times.items():
             add(mode, 1, "onnxruntime", us, threads=threads, load=load)
     notes["load_after"] = os.getloadavg()
+    notes["read_bandwidth_gb_s"] = {f"{size >> 10} KiB": round(gbs, 1)
+                                   for size, gbs in bandwidth_table(rounds=1).items()}  # fmt: skip
     return records, notes
 
 

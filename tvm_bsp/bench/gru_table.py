@@ -42,6 +42,8 @@ def table(records: list[dict]) -> str:
 
     Our builds appear with 1 and with all threads; the speedup divides our dense time by
     the BSPC time at the same thread count, and "best" uses the faster of the two for each.
+    The roofline columns (records with ``roofline_us``) give the time one thread needs to read
+    the frame's bytes at this machine's measured bandwidth, and the 1-thread time over it.
     With several grids, each BSPC rate has one row per grid.
 
     Parameters
@@ -57,9 +59,12 @@ def table(records: list[dict]) -> str:
     """
     ours: dict[tuple, float] = {}
     peers: dict[tuple, float] = {}
+    bounds: dict[tuple, float] = {}
     for r in records:
         if r["impl"] in ("bspc", "tvm_dense"):
             ours[(r["mode"], r["rate"], r.get("grid", ""), r["threads"])] = r["us_per_frame"]
+            if "roofline_us" in r:
+                bounds[(r["mode"], r["rate"], r.get("grid", ""))] = r["roofline_us"]
         else:
             peers[(r["mode"], r["impl"])] = r["us_per_frame"]
     builds = sorted({k[1:3] for k in ours})
@@ -76,8 +81,8 @@ def table(records: list[dict]) -> str:
             f"\n{mode}: microseconds per frame, speedup over our dense build",
             f"| rate | {grid_head}"
             + " | ".join(heads)
-            + " | speedup best | RTMobile CPU speedup |",
-            "| --- " * (len(heads) + 3 + several) + "|",
+            + " | speedup best | RTMobile CPU speedup | roofline us | 1t / roofline |",
+            "| --- " * (len(heads) + 5 + several) + "|",
         ]
         for rate, grid in builds:
             us = {n: ours.get((mode, rate, grid, n)) for n in counts}
@@ -86,10 +91,13 @@ def table(records: list[dict]) -> str:
             fastest = min((v for v in us.values() if v), default=None)
             best = f"{best_dense / fastest:.1f}" if best_dense and fastest else "-"
             grid_cell = f"{grid or '-'} | " if several else ""
+            bound = bounds.get((mode, rate, grid))
+            one = us.get(1)
+            roof = f"{bound:.1f} | {one / bound:.1f}" if bound and one else "- | -"
             lines.append(
                 f"| {rate} | {grid_cell}"
                 + " | ".join(cells)
-                + f" | {best} | {PAPER_CPU_SPEEDUP[rate]} |"
+                + f" | {best} | {PAPER_CPU_SPEEDUP[rate]} | {roof} |"
             )
         names = ("torch_dense_1t", "torch_dense_2t", "onnxruntime")
         if any((mode, n) in peers for n in names):

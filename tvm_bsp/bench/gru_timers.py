@@ -88,7 +88,7 @@ def time_tvm(
     """
     import tvm
 
-    from tvm_bsp.deploy.session import configure_threads
+    from tvm_bsp.runtime.session import configure_threads
 
     inputs, layers, hidden = model.input_size, model.num_layers, model.hidden_size
     vm = cm.session.vm

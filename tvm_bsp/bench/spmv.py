@@ -4,18 +4,16 @@ For the reference GRU's matrices (3072x1024 recurrent/hidden, 3072x39 input), ba
 at RTMobile's compression rates, with BSP masks from ``bsp_mask_at_rate`` (column rate from
 ``PAPER_SPLITS``), it times side by side in one run:
 
-``bspc``         our BSPC kernel (default knobs, or the best of a small knob set with ``--tune``)
-``tvm_dense``    our dense TVM kernel (same packing idea, all columns)
+``bspc``         our BSPC kernel, the one ``compile_model`` ships (:func:`tvm_bsp.ops.build_spmm`:
+                 its default knobs, or the best of a small knob set with ``--tune``)
+``tvm_dense``    our dense TVM kernel (:func:`tvm_bsp.ops.build_dense`, same panels, all columns)
 ``torch_dense``  ``torch.mv`` / ``torch.nn.functional.linear``
 ``torch_csr``    ``torch`` CSR ``@`` dense
 ``torch_bsr``    ``torch`` BSR (square blocks, best of 2/4/8) ``@`` dense
 ``scipy_csr``    ``scipy.sparse.csr_matrix @ x``
-``bspc_nb``      (batch > 1) our frame-major BSPC kernel, ``x (N, batch) -> y (M, batch)``,
-                 next to ``torch_csr_nb`` (torch CSR in the same layout)
 
-All others take ``x`` as ``(batch, N)`` and return a contiguous ``(batch, M)`` (the sparse libraries
-compute ``W @ x^T``, so for batch > 1 their transposes are timed too; ``torch_csr_nb`` records
-torch CSR in its native ``(N, batch) -> (M, batch)`` layout for reference).
+All take ``x`` as ``(batch, N)`` and return a contiguous ``(batch, M)`` (the sparse libraries
+compute ``W @ x^T``, so for batch > 1 their transposes are timed too).
 
 plus a memory-copy bandwidth measurement for a roofline (achieved GB/s and GFLOP/s per kernel).
 TVM kernels are timed with ``time_evaluator``; the others with a timing loop (``number`` calls
@@ -49,45 +47,18 @@ PAPER_CPU_SPEEDUP = {
 }  # fmt: skip
 #: (M, N) -> default block grid (row stripes of 32 rows; 16 column stripes of 64, or 4 of ~10)
 MATRICES = {(3072, 1024): (96, 16), (3072, 39): (96, 4)}
-#: BSPC knob sets tried per case with --tune (the suggested config is always among them).
+#: Thread settings of the knob sets: one thread, or parallel whatever the work (``threads`` is
+#: capped at the benchmark's thread count; duplicates are skipped).
+_THREADS = ({"threads": 1}, {"threads": 2, "min_parallel_macs": 0})
+#: BSPC knob sets tried per case with --tune (the default config is always measured too).
 TUNE_SPMM = {
-    1: [
-        {"panel_rows": p, "k_split": k, "unroll": u, "threads": t, "row_order": o}
-        for p in (16, 32)
-        for k in (2, 4)
-        for u in (1, 2)
-        for t in (1, 2)
-        for o in ("reorder", "natural")
-    ],
-    32: [
-        {"panel_rows": p, "k_split": k, "batch_tile": b, "threads": t, "row_order": "natural"}
-        for p in (16, 32)
-        for k in (1, 2)
-        for b in (4, 8)
-        for t in (1, 2)
-    ],
+    1: [{"lanes": p, "k_split": k, **t} for p in (8, 16, 32) for k in (2, 4) for t in _THREADS],
+    32: [{"lanes": p, "frames": f, **t} for p in (8, 16, 32) for f in (4, 8) for t in _THREADS],
 }
-#: Frame-major BSPC knob sets tried with --tune (batch > 1).
-TUNE_NB = [
-    {"frames_layout": "nb", "panel_rows": p, "unroll": u, "threads": t, "row_order": "reorder"}
-    for p in (1, 2, 4, 8)
-    for u in (1, 2)
-    for t in (1, 2)
-]
 #: Dense knob sets tried with --tune.
 TUNE_DENSE = {
-    1: [
-        {"panel_rows": p, "k_split": k, "threads": t}
-        for p in (16, 32)
-        for k in (1, 2)
-        for t in (1, 2)
-    ],
-    32: [
-        {"panel_rows": p, "batch_tile": b, "threads": t}
-        for p in (16, 32)
-        for b in (4, 8, 16)
-        for t in (1, 2)
-    ],
+    1: [{"lanes": p, "k_split": k, **t} for p in (16, 32) for k in (1, 2) for t in _THREADS],
+    32: [{"lanes": p, "frames": f, **t} for p in (16, 32) for f in (4, 8, 16) for t in _THREADS],
 }
 
 
@@ -223,18 +194,14 @@ def bench_case(
         return best, default
 
     best, default = search(None, TUNE_SPMM.get(batch, []))
-    variants = [("bspc", best), ("bspc_default", default)]
-    if batch > 1:  # frame-major x (N, batch) -> y (M, batch): compare with torch_csr_nb
-        best_nb, default_nb = search({"frames_layout": "nb"}, TUNE_NB)
-        variants += [("bspc_nb", best_nb), ("bspc_nb_default", default_nb)]
-    for impl, (t, kernel) in variants:
+    for impl, (t, kernel) in [("bspc", best), ("bspc_default", default)]:
         if impl.endswith("_default") and not args.tune:
             continue
         a = kernel.spec.arrays
         cfg = {k: (v if isinstance(v, str) else int(v))
                for k, v in kernel.spec.func.attrs["tvm_bsp.config"].items()}  # fmt: skip
         idx_bytes = sum(v.nbytes for k, v in a.items() if k not in ("vals", "bias"))
-        padded = int(a["panel_ptr"][-1]) * cfg["panel_rows"]
+        padded = int(a["panel_ptr"][-1]) * cfg["lanes"]
         tuned = bool(args.tune and not impl.endswith("_default"))
         add(impl, t, _bytes_moved(padded, idx_bytes, M, N, batch), config=cfg,
             padded_values=padded, tuned=tuned)  # fmt: skip
@@ -267,10 +234,6 @@ def bench_case(
         else:
             t = time_callable(lambda: (csr @ xt.T).T.contiguous(), args.seconds)
         add("torch_csr", t, _bytes_moved(nnz, 8 * nnz + 8 * (M + 1), M, N, batch))
-        if batch > 1:  # the libraries' native layout (x^T in, y^T out), for reference
-            xT = xt.T.contiguous()
-            t = time_callable(lambda: csr @ xT, args.seconds)
-            add("torch_csr_nb", t, _bytes_moved(nnz, 8 * nnz + 8 * (M + 1), M, N, batch))
         bsr_best = None
         for bs in (4,) if args.quick else (2, 4, 8):
             if M % bs or N % bs:
@@ -355,12 +318,6 @@ def ratios(records: list[dict]) -> None:
             if not name.startswith("bspc"):
                 b[f"speedup_vs_{name}"] = r["median_us"] / b["median_us"]
         b["paper_cpu_speedup"] = PAPER_CPU_SPEEDUP.get(rate)
-        nb = impls.get("bspc_nb")
-        if nb is not None:
-            for name in ("tvm_dense", "torch_csr_nb", "torch_dense"):
-                if name in impls:
-                    nb[f"speedup_vs_{name}"] = impls[name]["median_us"] / nb["median_us"]
-            nb["paper_cpu_speedup"] = PAPER_CPU_SPEEDUP.get(rate)
         dense, torch_dense = impls.get("tvm_dense"), impls.get("torch_dense")
         if dense and torch_dense:
             dense["speedup_vs_torch_dense"] = torch_dense["median_us"] / dense["median_us"]
@@ -387,10 +344,6 @@ def print_table(records: list[dict]) -> None:
         line += f" {b.get('speedup_vs_scipy_csr', 0):>6.1f}"
         d = impls.get("tvm_dense", {})
         line += f" {d.get('speedup_vs_torch_dense', 0):>11.2f}"
-        nb = impls.get("bspc_nb")
-        if nb is not None:
-            line += f"   nb: {nb['median_us']:.2f} us x{nb['speedup_vs_tvm_dense']:.1f} dense"
-            line += f" x{nb.get('speedup_vs_torch_csr_nb', 0):.1f} torch_csr_nb"
         print(line)
 
 

@@ -40,9 +40,9 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     pathlib.Path
         The destination path, mode 0644 (less what the umask removes). On any error the
         destination is left untouched. Temporaries that an interrupted earlier write of the same
-        path left behind are removed first (:func:`tvm_bsp.deploy.files.remove_stale_temporaries`).
+        path left behind are removed first (:func:`tvm_bsp.runtime.files.remove_stale_temporaries`).
     """
-    from tvm_bsp.deploy.files import current_umask, remove_stale_temporaries
+    from tvm_bsp.runtime.files import current_umask, remove_stale_temporaries
 
     path = Path(path)
     remove_stale_temporaries(path, ".tmp")

@@ -2,7 +2,7 @@
 
 :func:`compile_model` chains the importer (:mod:`tvm_bsp.frontend`), the passes
 (:mod:`tvm_bsp.passes`) and ``tvm.compile``; :class:`CompiledModel` runs and exports the
-result, which :func:`tvm_bsp.deploy.load.load` opens with the TVM runtime alone.
+result, which :func:`tvm_bsp.runtime.load.load` opens with the TVM runtime alone.
 :mod:`.model_file` reads (and writes) the model files that ``tvm-bsp compile`` / ``deploy``
 compile: speech models, plain RNN modules (:class:`~.model_file.RNNStack`) and ``.onnx``.
 Per-layer tuned knobs come from :mod:`tvm_bsp.records`, which the tuner writes.

@@ -15,13 +15,13 @@ from tvm import relax
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
 from tvm_bsp.compiler.bspc_sources import BSPCSource, Grid, resolve_bspc
-from tvm_bsp.deploy.session import META_FORMAT, META_VERSION, Session
 from tvm_bsp.frontend.model import RNNModel
 from tvm_bsp.frontend.relax_import import to_relax
 from tvm_bsp.frontend.torch_import import from_torch, select_submodule
 from tvm_bsp.ops.rnn_knobs import default_knobs, is_aarch64
 from tvm_bsp.passes.pipeline import check_target, rnn_pipeline
 from tvm_bsp.records.layers import resolve_tuned, suggested_knobs, with_suggestions
+from tvm_bsp.runtime.session import META_FORMAT, META_VERSION, Session
 
 TargetLike = str | dict | tvm.target.Target
 _SESSION_LOCK = threading.Lock()
@@ -115,7 +115,7 @@ class CompiledModel:
         if not self.runnable:
             raise RuntimeError(
                 f"compiled for {self.target}, which this machine cannot run: export() it and "
-                "open it with tvm_bsp.deploy.load on the device (or under qemu)"
+                "open it with tvm_bsp.runtime.load on the device (or under qemu)"
             )
         with _SESSION_LOCK:  # two threads asking first must get the same session
             if self._session is None:
@@ -123,11 +123,11 @@ class CompiledModel:
         return self._session
 
     def forward(self, x: np.ndarray, h0: np.ndarray | None = None):
-        """Whole utterance: see :meth:`tvm_bsp.deploy.session.Session.forward`."""
+        """Whole utterance: see :meth:`tvm_bsp.runtime.session.Session.forward`."""
         return self.session.forward(x, h0)
 
     def step(self, x_t: np.ndarray, h: np.ndarray | None = None):
-        """One frame: see :meth:`tvm_bsp.deploy.session.Session.step`."""
+        """One frame: see :meth:`tvm_bsp.runtime.session.Session.step`."""
         return self.session.step(x_t, h)
 
     def push(self, x_t: np.ndarray) -> np.ndarray:
@@ -139,7 +139,7 @@ class CompiledModel:
         self.session.reset()
 
     def export(self, path: str | os.PathLike[str]) -> Path:
-        """Write the shared library (weights embedded) for :func:`tvm_bsp.deploy.load`.
+        """Write the shared library (weights embedded) for :func:`tvm_bsp.runtime.load`.
 
         The linker is the one of the named deploy target the compile target maps to
         (:func:`tvm_bsp.deploy.targets.deploy_target_of`): the system compiler for the host,
@@ -184,7 +184,7 @@ def compile_model(
         See :func:`tvm_bsp.frontend.from_torch` and :func:`tvm_bsp.frontend.from_onnx` for
         the accepted module shapes and graphs.
     target : str, dict or tvm.target.Target
-        ``"host"``, ``"arm64"`` (cross-compiled; run it with :func:`tvm_bsp.deploy.load` on
+        ``"host"``, ``"arm64"`` (cross-compiled; run it with :func:`tvm_bsp.runtime.load` on
         the device), any ``llvm`` target, or ``"opencl-mali"`` / ``"opencl-adreno"`` / an
         ``opencl`` target (the OpenCL kernels of :mod:`tvm_bsp.ops.rnn_gpu`, aarch64 host by
         default; not runnable here: ``export`` it for the device).

@@ -131,13 +131,13 @@ def save_rnn_module(
     (pathlib.Path, pathlib.Path)
         The state-dict file and the JSON file; both written atomically.
     """
-    from tvm_bsp.deploy.labels import write_json
+    from tvm_bsp.runtime.labels import write_json
 
     config = _config(module, labels)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    from tvm_bsp.deploy.files import atomic_output
+    from tvm_bsp.runtime.files import atomic_output
 
     with atomic_output(path) as tmp:
         torch.save(state, tmp)

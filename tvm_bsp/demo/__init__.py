@@ -3,7 +3,7 @@
 =====================  ===================================================================
 module                 job
 =====================  ===================================================================
-:mod:`.run`            the parser (``add_demo_parser``) and the driver
+:mod:`.run`            the driver (the parser: :mod:`tvm_bsp.cli.demo`)
 :mod:`.settings`       default and ``--quick`` settings, cache keys
 :mod:`.models`         corpus, dense GRU, BSP-pruned GRU (cached)
 :mod:`.builds`         compile dense/BSPC, run over RPC, PER and per-frame latency
@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import importlib
 
-from tvm_bsp.demo.run import add_demo_parser
-
 _SIZES = ("format_size_table", "reference_gru_weights", "run_demo", "size_table")
 
-__all__ = ["add_demo_parser", *_SIZES]
+__all__ = list(_SIZES)
 
 
 def __getattr__(name: str) -> object:

@@ -84,7 +84,7 @@ def compile_and_export(
 ) -> tuple[Path, float]:
     """Compile ``model`` (BSPC weights from ``bspc_dir``, dense if ``None``); export ``out``.
 
-    ``labels`` (a :func:`tvm_bsp.deploy.labels.make_labels` record) goes into the library's
+    ``labels`` (a :func:`tvm_bsp.runtime.labels.make_labels` record) goes into the library's
     meta and its sidecar ``out.json``, so that ``tvm-bsp deploy out --wav F`` runs it.
     """
     import tvm_bsp
@@ -101,7 +101,7 @@ def compile_and_export(
         raise ValueError(f"no BSPC weights were compiled from {bspc_dir}")
     path = compiled.export(out)
     if labels is not None:
-        from tvm_bsp.deploy.labels import write_labels
+        from tvm_bsp.runtime.labels import write_labels
 
         write_labels(path, {**labels, "sparse": list(compiled.meta.get("sparse", []))})
     seconds = time.perf_counter() - t0

@@ -1,22 +1,14 @@
-"""Deployment: named targets, export, and running compiled modules with the TVM runtime only.
+"""Host side of deployment: export, named targets, cross compilers, remote devices over RPC.
 
-``tvm_bsp.deploy.load(path)`` opens an exported ``.so`` as a :class:`Session`; importing this
-package pulls in numpy and (on first use) the TVM runtime, never torch or the compiler.
+What runs on the device is :mod:`tvm_bsp.runtime` (``tvm_bsp.runtime.load``: numpy and the
+TVM runtime only); this package prepares files for it and drives devices from the host.
 
 =====================  ===================================================================
 module                 job
 =====================  ===================================================================
 :mod:`.targets`        named deploy targets, their TVM targets and compilers, export
 :mod:`.cross`          the GNU aarch64 cross compiler
-:mod:`.load`           ``load(path)``: runtime-only loading
-:mod:`.session`        ``Session``: forward / step / push / reset over the Relax VM
-:mod:`.labels`         the sidecar JSON (label names, decoding) next to a ``.so``
-:mod:`.decode`         numpy phone decoding (the speech code's, without torch)
-:mod:`.runner`         ``python -m tvm_bsp.deploy.runner model.so --features f.npy``
+:mod:`.remote`         ``remote_session``: upload a ``.so`` over TVM RPC and run it there
+:mod:`.shipped`        the runtime files ``tvm-bsp deploy`` copies to a device
 =====================  ===================================================================
 """
-
-from tvm_bsp.deploy.load import load
-from tvm_bsp.deploy.session import Session
-
-__all__ = ["Session", "load"]

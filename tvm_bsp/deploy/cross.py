@@ -77,7 +77,7 @@ def export_arm64(lib_or_executable: Any, path: str | os.PathLike[str]) -> Path:
     """
     from tvm.support import cc
 
-    from tvm_bsp.deploy.files import atomic_output
+    from tvm_bsp.runtime.files import atomic_output
 
     dest = Path(path).absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
 ``key``); :func:`remote_session` uploads an exported ``.so`` (:meth:`CompiledModel.export
 <tvm_bsp.compiler.CompiledModel.export>`), loads it on the device, builds the Relax
 VirtualMachine there and returns a :class:`RemoteSession`. It has the interface of
-:class:`~tvm_bsp.deploy.session.Session` (``forward`` / ``step`` / ``push`` / ``reset``; the
+:class:`~tvm_bsp.runtime.session.Session` (``forward`` / ``step`` / ``push`` / ``reset``; the
 arrays are copied to the device and back), plus :meth:`RemoteSession.time_step`, which times
 ``step`` on the device itself (no RPC round trip in the figure).
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tvm_bsp.deploy.session import Session, read_meta
+from tvm_bsp.runtime.session import Session, read_meta
 
 __all__ = ["RemoteSession", "connect", "parse_address", "remote_session"]
 
@@ -158,6 +158,12 @@ class RemoteSession(Session):
         y, new_state = self.vm.get_outputs(name)
         return y.numpy(), new_state.numpy()
 
+    def _stream(self, x: np.ndarray, kept: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, Any]:
+        """:meth:`push`'s frame over RPC: the kept state travels as numpy both ways."""
+        if kept is None or kept.shape != shape:
+            kept = np.zeros(shape, np.float32)
+        return self._run("step", x, kept)
+
     def time_step(
         self, batch: int = 1, *, number: int = 20, repeat: int = 5, min_repeat_ms: int = 50
     ) -> float:
@@ -236,7 +242,7 @@ def remote_session(
         raise FileNotFoundError(f"compiled library {path} not found")
     if path.suffix != ".so":
         raise ValueError(f"{path} is not a shared library (.so); export the model first")
-    from tvm_bsp.deploy.load import check_file
+    from tvm_bsp.runtime.load import check_file
 
     check_file(path, here=False)  # size, digests, ELF sanity (the device's ISA is its own)
     remote = connect(server, tracker=tracker, key=key, session_timeout=session_timeout)

@@ -265,14 +265,14 @@ def export_library(executable: Any, target_name: str, path: str | os.PathLike[st
     Notes
     -----
     The library gets the SHA-256 of its packed weights compiled in
-    (:data:`tvm_bsp.deploy.files.WEIGHTS_SYMBOL`), and the sidecar ``PATH.json`` records its
-    size, SHA-256, machine and weights digest (:func:`tvm_bsp.deploy.files.library_record`);
-    :func:`tvm_bsp.deploy.load` checks them before loading.
+    (:data:`tvm_bsp.runtime.files.WEIGHTS_SYMBOL`), and the sidecar ``PATH.json`` records its
+    size, SHA-256, machine and weights digest (:func:`tvm_bsp.runtime.files.library_record`);
+    :func:`tvm_bsp.runtime.load` checks them before loading.
     """
     deploy = get_deploy_target(target_name)
     deploy.check_compiler()
-    from tvm_bsp.deploy.files import atomic_output, library_record
-    from tvm_bsp.deploy.labels import write_library_record
+    from tvm_bsp.runtime.files import atomic_output, library_record
+    from tvm_bsp.runtime.labels import write_library_record
 
     if deploy.linker == "gnu-aarch64" and _machine() not in ("aarch64", "arm64"):
         from tvm.support import cc
@@ -302,7 +302,7 @@ def _weights_addon(executable: Any, work: Path) -> list[str]:
 
     import tvm
 
-    from tvm_bsp.deploy.files import weights_source
+    from tvm_bsp.runtime.files import weights_source
 
     mod = getattr(executable, "mod", executable)
     if not mod.imports_:  # nothing packed (see tvm.runtime.Module.export_library)

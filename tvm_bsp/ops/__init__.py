@@ -1,9 +1,11 @@
-"""BSPC and dense mat-vec / mat-mat kernels: TE compute, packed layouts, builders.
+"""BSPC and dense kernels: TE compute, packed layouts, the mat-mat and RNN kernels, builders.
 
 - :mod:`.layout`: the kernel-side panel layout of a BSPC matrix (documented there).
 - :mod:`.compute`: canonical TE compute definitions (no schedule).
 - :mod:`.epilogue`: fused ``act(acc + bias)`` epilogues.
-- :mod:`.build`: scheduled PrimFuncs with their packed inputs, compiled kernels.
+- :mod:`.rnn_linear` (CPU), :mod:`.gpu_linear` (OpenCL): the mat-mat kernel of each target;
+  :mod:`.matmat`: its knobs as a template a tuner samples.
+- :mod:`.build`: PrimFuncs with their packed inputs, compiled kernels.
 """
 
 from tvm_bsp.ops.build import (
@@ -18,9 +20,9 @@ from tvm_bsp.ops.build import (
     spmm_prim_func,
 )
 from tvm_bsp.ops.compute import bspc_spmm_compute, dense_compute, to_prim_func
-from tvm_bsp.ops.dense_pack import pack_dense
 from tvm_bsp.ops.epilogue import ACTIVATIONS, numpy_epilogue
 from tvm_bsp.ops.layout import PanelLayout, pack_panels, panel_layout_matvec
+from tvm_bsp.ops.matmat import MatmatTemplate, dense_template, spmm_template
 
 __all__ = [
     "ACTIVATIONS",
@@ -28,6 +30,7 @@ __all__ = [
     "SPMM_ENTRY",
     "Kernel",
     "KernelSpec",
+    "MatmatTemplate",
     "PanelLayout",
     "bspc_spmm_compute",
     "build_dense",
@@ -35,10 +38,11 @@ __all__ = [
     "compile_spec",
     "dense_compute",
     "dense_prim_func",
+    "dense_template",
     "numpy_epilogue",
-    "pack_dense",
     "pack_panels",
     "panel_layout_matvec",
     "spmm_prim_func",
+    "spmm_template",
     "to_prim_func",
 ]

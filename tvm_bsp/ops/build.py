@@ -1,9 +1,11 @@
 """Compile BSPC and dense kernels: PrimFunc + packed arrays, executables, callables, export.
 
 ``spmm_prim_func`` / ``dense_prim_func`` give what a Relax fusion or a tuner needs (the
-scheduled PrimFunc, its packed constant inputs, the argument order); ``build_spmm`` /
-``build_dense`` compile them into a :class:`Kernel` that runs on numpy arrays (host targets)
-and exports a shared library for every target.
+PrimFunc of the target's mat-mat kernel, :mod:`tvm_bsp.ops.matmat`, its packed constant
+inputs, the argument order); ``build_spmm`` / ``build_dense`` compile them into a
+:class:`Kernel` that runs on numpy arrays (host targets) and exports a shared library for
+every target. The PrimFunc is the one ``compile_model`` ships: its frame count is symbolic;
+a :class:`Kernel` calls it with ``batch`` frames.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import tvm
 
-import tvm_bsp.schedules.templates as templates  # a module: schedules imports ops too
 from tvm_bsp.bspc.matrix import BSPCMatrix
 from tvm_bsp.ops.epilogue import check_activation
+from tvm_bsp.ops.layout import check_bias
+from tvm_bsp.ops.matmat import MatmatTemplate, dense_template, spmm_template
 from tvm_bsp.schedules.targets import is_arm, resolve_target
 
 TargetLike = str | dict | tvm.target.Target
@@ -29,12 +32,13 @@ DENSE_ENTRY = "dense"
 
 
 class KernelSpec(NamedTuple):
-    """A scheduled kernel before compilation.
+    """A kernel before compilation.
 
     Attributes
     ----------
     func : tvm.tirx.PrimFunc
-        Destination-passing PrimFunc: ``func(x, *packed, y)``.
+        Destination-passing PrimFunc: ``func(x, *packed, y)``, ``x`` ``(n, N)`` and ``y``
+        ``(n, M)`` for any number of frames ``n``.
     arrays : dict of str to numpy.ndarray
         The packed constant inputs by parameter name (everything but ``x`` and ``y``).
     arg_names : tuple of str
@@ -54,39 +58,32 @@ def spmm_prim_func(
     bias: np.ndarray | None = None,
     target: TargetLike = "host",
 ) -> KernelSpec:
-    """Scheduled PrimFunc of ``y = act(x W^T + bias)`` with ``W`` in BSPC, and its inputs.
+    """PrimFunc of ``y = act(x W^T + bias)`` with ``W`` in BSPC, and its inputs.
 
     Parameters
     ----------
     bspc : BSPCMatrix
         The ``(M, N)`` weight.
     batch : int
-        Frames per call: ``x`` is ``(batch, N)``, ``y`` is ``(batch, M)``.
+        Frames per call the config is chosen for: ``x`` is ``(batch, N)``, ``y``
+        ``(batch, M)``.
     config : dict, optional
-        Knob values (see ``spmm_template(target).knobs(batch)``); missing knobs take the values
-        the template suggests for this matrix (CPU cost model) or the static defaults.
-    epilogue : {None, "none", "sigmoid", "tanh"}
+        Knob values (see ``spmm_template(target).knobs(batch)``); missing knobs take the
+        defaults ``compile_model`` uses for this matrix.
+    epilogue : {None, "none", "relu", "sigmoid", "tanh"}
         Activation after the bias add.
     bias : numpy.ndarray, optional
         ``(M,)`` bias, packed into the ``bias`` input (zeros if omitted).
     target : str, dict or tvm.target.Target
-        Selects the template family (CPU for ``llvm``, GPU for ``opencl``).
+        Selects the kernel (CPU for ``llvm``, GPU for ``opencl``).
 
     Returns
     -------
     KernelSpec
         ``(func, arrays, arg_names)``.
     """
-    _check_batch(batch)
-    activation = check_activation(epilogue)
-    template = templates.spmm_template(resolve_target(target))
-    full = template.config(batch, config, bspc)
-    layout = template.pack(bspc, full, bias)
-    func = template.kernel(layout, batch, full, activation)
-    names = template.arg_names
-    arrays = {n: layout.arrays[n] for n in names[1:-1]}
-    func = func.with_attr("global_symbol", SPMM_ENTRY)
-    return KernelSpec(func.with_attr("tvm_bsp.config", _config_attr(full)), arrays, names)
+    template = spmm_template(resolve_target(target))
+    return _spec(template, bspc, bspc.shape, batch, config, epilogue, bias, SPMM_ENTRY)
 
 
 def dense_prim_func(
@@ -97,21 +94,34 @@ def dense_prim_func(
     bias: np.ndarray | None = None,
     target: TargetLike = "host",
 ) -> KernelSpec:
-    """Scheduled PrimFunc of the dense ``y = act(x W^T + bias)`` and its packed inputs.
+    """PrimFunc of the dense ``y = act(x W^T + bias)`` and its packed inputs.
 
     Parameters are as in :func:`spmm_prim_func`, with a dense ``(M, N)`` ``weight``.
     """
+    weight = np.asarray(weight, np.float32)
+    if weight.ndim != 2:
+        raise ValueError(f"weight must be 2-D, got shape {weight.shape}")
+    template = dense_template(resolve_target(target))
+    return _spec(template, weight, weight.shape, batch, config, epilogue, bias, DENSE_ENTRY)
+
+
+def _spec(
+    template: MatmatTemplate,
+    weight: Any,
+    shape: tuple[int, int],
+    batch: int,
+    config: dict[str, Any] | None,
+    epilogue: str | None,
+    bias: np.ndarray | None,
+    entry: str,
+) -> KernelSpec:
     _check_batch(batch)
     activation = check_activation(epilogue)
-    weight = np.asarray(weight, np.float32)
-    M, N = weight.shape
-    template = templates.dense_template(resolve_target(target))
-    full = template.config(batch, config)
-    arrays = template.pack(weight, full, bias)
-    func = template.kernel(M, N, batch, full, activation).with_attr("global_symbol", DENSE_ENTRY)
-    return KernelSpec(
-        func.with_attr("tvm_bsp.config", _config_attr(full)), arrays, template.arg_names
-    )
+    bias = check_bias(bias, shape[0])
+    full = template.config(batch, config, weight if template.sparse else None)
+    func, arrays = template.instantiate(weight, full, activation, bias)
+    func = func.with_attr("global_symbol", entry).with_attr("tvm_bsp.config", _config_attr(full))
+    return KernelSpec(func, arrays, template.arg_names)
 
 
 class Kernel:
@@ -145,9 +155,6 @@ class Kernel:
         self.shape = shape
         self.batch = batch
         self.entry = str(spec.func.attrs["global_symbol"])
-        config = spec.func.attrs.get("tvm_bsp.config", {})
-        #: True when the PrimFunc takes frame-major ``x (N, batch)`` and writes ``y (M, batch)``
-        self.frame_major = str(config.get("frames_layout", "bn")) == "nb"
         self._device_args: list[Any] | None = None
         self._jit: Any = None
 
@@ -161,14 +168,13 @@ class Kernel:
 
     @property
     def out_shape(self) -> tuple[int, int]:
-        """Shape of the PrimFunc's output ``y``: ``(batch, M)``, or ``(M, batch)`` frame-major."""
-        M = self.shape[0]
-        return (M, self.batch) if self.frame_major else (self.batch, M)
+        """Shape of the PrimFunc's output ``y``: ``(batch, M)``."""
+        return (self.batch, self.shape[0])
 
     def inputs(self, x: np.ndarray) -> list[np.ndarray]:
         """The kernel's input arrays for frames ``x`` (``(N,)`` or ``(batch, N)``), in parameter
-        order (without ``y``); ``x`` is transposed for a frame-major kernel."""
-        return [self._kernel_x(x), *(self.spec.arrays[n] for n in self.spec.arg_names[1:-1])]
+        order (without ``y``)."""
+        return [self._as_frames(x), *(self.spec.arrays[n] for n in self.spec.arg_names[1:-1])]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run on ``x`` of shape ``(N,)`` (``batch == 1``) or ``(batch, N)``.
@@ -180,18 +186,16 @@ class Kernel:
         """
         args = self._bound_args()
         dev = tvm.cpu()
-        args[0] = tvm.runtime.tensor(self._kernel_x(x), dev)
+        args[0] = tvm.runtime.tensor(self._as_frames(x), dev)
         self._func()(*args)
         y = args[-1].numpy()
-        if self.frame_major:
-            y = np.ascontiguousarray(y.T)
         return y[0] if np.ndim(x) == 1 else y
 
     def time(self, x: np.ndarray | None = None, number: int = 100, repeat: int = 30) -> np.ndarray:
         """Seconds per call, one entry per repeat (``time_evaluator``, ``number`` calls each)."""
         args = self._bound_args()
         if x is not None:
-            args[0] = tvm.runtime.tensor(self._kernel_x(x), tvm.cpu())
+            args[0] = tvm.runtime.tensor(self._as_frames(x), tvm.cpu())
         module = self._module()
         evaluator = module.time_evaluator(self.entry, tvm.cpu(), number=number, repeat=repeat)
         return np.asarray(evaluator(*args).results)
@@ -229,10 +233,6 @@ class Kernel:
             raise ValueError(f"x must have shape ({N},) or ({self.batch}, {N}), got {x.shape}")
         return np.ascontiguousarray(x)
 
-    def _kernel_x(self, x: np.ndarray) -> np.ndarray:
-        x2 = self._as_frames(x)
-        return np.ascontiguousarray(x2.T) if self.frame_major else x2
-
     def _module(self) -> Any:
         if not self.runnable:
             raise RuntimeError(f"cannot run a kernel for {self.target} in this process")
@@ -247,7 +247,7 @@ class Kernel:
         if self._device_args is None:
             dev = tvm.cpu()
             names = self.spec.arg_names
-            x0 = self._kernel_x(np.zeros((self.batch, self.shape[1]), np.float32))
+            x0 = np.zeros((self.batch, self.shape[1]), np.float32)
             self._device_args = [
                 tvm.runtime.tensor(x0, dev),
                 *(tvm.runtime.tensor(self.spec.arrays[n], dev) for n in names[1:-1]),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
-from tvm_bsp.ops.epilogue import exact_activation
+from tvm_bsp.ops.epilogue import activation_expr
 from tvm_bsp.ops.layout import PanelLayout
 
 #: Inputs of the TE BSPC compute, in PrimFunc argument order (before the output ``y``).
@@ -46,7 +46,7 @@ def bspc_spmm_compute(
     """
     M, N = layout.shape
     P = layout.panel_rows
-    act = exact_activation(activation)
+    act = activation_expr(activation, exact=True)
     x = te.placeholder((batch, N), "float32", name="x")
     panel_ptr = te.placeholder((layout.npanels + 1,), "int32", name="panel_ptr")
     row_slot = te.placeholder((M,), "int32", name="row_slot")
@@ -78,7 +78,7 @@ def dense_compute(
     y : te.Tensor
         ``(batch, M)`` output.
     """
-    act = exact_activation(activation)
+    act = activation_expr(activation, exact=True)
     x = te.placeholder((batch, N), "float32", name="x")
     w = te.placeholder((M, N), "float32", name="w")
     bias = te.placeholder((M,), "float32", name="bias")

@@ -1,24 +1,29 @@
-"""Fused epilogues: ``act(acc + bias)`` with ``act`` in {none, sigmoid, tanh}.
+"""Fused epilogues: ``act(acc + bias)`` with ``act`` in {none, relu, tanh, sigmoid}.
 
-Two TIR forms of each activation:
+One TIR builder per activation, in two forms (:func:`activation_expr`):
 
-* :func:`exact_activation` uses TVM's ``sigmoid`` / ``tanh`` intrinsics (the canonical TE
-  compute uses it). On ``llvm`` targets these become scalar ``expf`` calls even inside a
-  vectorized loop.
-* :func:`fast_activation` is plain arithmetic (:mod:`tvm_bsp.ops.fast_math`, the same
-  functions as the RNN gate math), so a vectorized loop stays vector code.
+* exact: TVM's ``sigmoid`` / ``tanh`` intrinsics (the canonical TE compute uses them; on
+  ``llvm`` targets they become scalar ``expf`` calls even inside a vectorized loop; OpenCL's
+  ``exp`` on OpenCL targets);
+* fast (:func:`fast_activation`): plain arithmetic (:mod:`tvm_bsp.ops.fast_math`, the same
+  functions as the RNN gate math), so a vectorized loop stays vector code. The CPU mat-mat
+  kernels use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from tvm import tirx
 
-from tvm_bsp.ops.fast_math import fast_sigmoid, fast_tanh
+from tvm_bsp.ops.fast_math import activations
 
-ACTIVATIONS = ("none", "sigmoid", "tanh")
+#: Epilogue activations of the mat-mat kernels.
+ACTIVATIONS = ("none", "relu", "tanh", "sigmoid")
+
+Builder = Callable[[Any], Any]  # PrimExpr -> PrimExpr
 
 
 def check_activation(activation: str | None) -> str:
@@ -29,16 +34,21 @@ def check_activation(activation: str | None) -> str:
     return act
 
 
-def fast_activation(activation: str | None) -> Callable[[tirx.PrimExpr], tirx.PrimExpr]:
+def activation_expr(activation: str | None, exact: bool = False) -> Builder:
+    """Return ``f(expr) -> expr`` computing the activation (``exact``: TVM's intrinsics)."""
+    act = check_activation(activation)
+    sigmoid, tanh = activations(exact)
+    return {
+        "none": lambda v: v,
+        "relu": lambda v: tirx.max(v, tirx.const(0.0, "float32")),
+        "tanh": tanh,
+        "sigmoid": sigmoid,
+    }[act]
+
+
+def fast_activation(activation: str | None) -> Builder:
     """Return ``f(expr) -> expr`` computing the activation with vectorizable arithmetic."""
-    act = check_activation(activation)
-    return {"none": lambda v: v, "sigmoid": fast_sigmoid, "tanh": fast_tanh}[act]
-
-
-def exact_activation(activation: str | None) -> Callable[[tirx.PrimExpr], tirx.PrimExpr]:
-    """Return ``f(expr) -> expr`` computing the activation with TVM's intrinsics."""
-    act = check_activation(activation)
-    return {"none": lambda v: v, "sigmoid": tirx.sigmoid, "tanh": tirx.tanh}[act]
+    return activation_expr(activation, exact=False)
 
 
 def numpy_epilogue(
@@ -49,7 +59,9 @@ def numpy_epilogue(
     out = np.asarray(y, np.float64)
     if bias is not None:
         out = out + np.asarray(bias, np.float64)
-    if act == "sigmoid":
+    if act == "relu":
+        out = np.maximum(out, 0.0)
+    elif act == "sigmoid":
         out = 1.0 / (1.0 + np.exp(-out))
     elif act == "tanh":
         out = np.tanh(out)

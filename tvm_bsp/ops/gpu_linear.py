@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from tvm import tirx
 from tvm.script.ir_builder import tirx as T
 
+from tvm_bsp.ops.epilogue import activation_expr
 from tvm_bsp.ops.gpu_products import launch, panel_params, panel_walk
-from tvm_bsp.ops.rnn_linear import epilogue
 from tvm_bsp.ops.tir_build import Params, build, loop, size_var, store, when
 
 if TYPE_CHECKING:
@@ -42,11 +42,11 @@ def gpu_panel_linear(
         ``panel_rows`` lanes per panel, ``chunk`` columns staged per round, ``frames`` per
         work-group; ``exact``: OpenCL ``exp`` for ``sigmoid`` / ``tanh`` (else polynomials).
     activation : str
-        One of :data:`tvm_bsp.ops.rnn_linear.LINEAR_ACTIVATIONS`.
+        One of :data:`tvm_bsp.ops.epilogue.ACTIVATIONS`.
     """
     panel_rows, chunk, frames = knobs.panel_rows, knobs.chunk, knobs.frames
     M, K, P, F = rows, cols, panel_rows, frames
-    act = epilogue(activation, knobs.exact)
+    act = activation_expr(activation, knobs.exact)
 
     def body() -> None:
         T.func_attr({"tirx.noalias": True})

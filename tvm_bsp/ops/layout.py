@@ -47,12 +47,11 @@ name            length                    meaning
 ``ncols`` is at least ``k_split`` so that no array is empty (an all-empty matrix gets one
 padding group). Output rows with no stored value get ``act(bias)``.
 
-Kernels using the layout: vectorized over the ``P`` lanes (``P`` = 16 or 32 on AVX-512,
-:mod:`tvm_bsp.schedules.cpu`), over frames with ``P`` rows in registers (``P`` = 1..8,
-:mod:`tvm_bsp.schedules.cpu_frames`), one OpenCL thread per lane
-(:mod:`tvm_bsp.schedules.gpu`). Zero padding (``padded_values / nnz``) grows with the row
-rate when ``P`` exceeds the kept rows of a block; :func:`panel_column_count` measures it
-without packing.
+Kernels using the layout: vectorized over the ``P`` lanes on the CPU (the mat-mat kernel
+:mod:`tvm_bsp.ops.rnn_linear`, the recurrent products of :mod:`tvm_bsp.ops.cpu_products`),
+one OpenCL thread per lane (:mod:`tvm_bsp.ops.gpu_products`). Zero padding
+(``padded_values / nnz``) grows with the row rate when ``P`` exceeds the kept rows of a block;
+:func:`panel_column_count` measures it without packing.
 """
 
 from __future__ import annotations
@@ -188,7 +187,7 @@ def pack_panels(
     if row_order not in ROW_ORDERS:
         raise ValueError(f"row_order must be one of {ROW_ORDERS}, got {row_order!r}")
     M, _ = matrix.shape
-    bias_rows = _bias_rows(bias, M)
+    bias_rows = check_bias(bias, M)
     P = panel_rows
     bounds = matrix.row_bounds
     reorder = matrix.reorder.astype(np.int64)
@@ -302,7 +301,8 @@ def _pack_stripe(
     return out
 
 
-def _bias_rows(bias: np.ndarray | None, M: int) -> np.ndarray:
+def check_bias(bias: np.ndarray | None, M: int) -> np.ndarray:
+    """A validated float32 ``(M,)`` bias (zeros for ``None``); raise on a bad shape or NaN."""
     if bias is None:
         return np.zeros(M, np.float32)
     bias = np.asarray(bias, np.float32)

@@ -58,7 +58,7 @@ def gpu_linear_kernel(
         ``(M,)``.
     knobs : GPURNNKnobs
     activation : str
-        One of :data:`tvm_bsp.ops.rnn_linear.LINEAR_ACTIVATIONS`.
+        One of :data:`tvm_bsp.ops.epilogue.ACTIVATIONS`.
 
     Returns
     -------

@@ -82,7 +82,7 @@ def linear_kernel(
     parallel = knobs.parallel(macs(weight))
     if isinstance(weight, BSPCMatrix):
         layout, arrays = _panels(weight, knobs, parallel, bias, True, LINEAR_PANEL_ARRAYS)
-        func = bspc_linear(PanelShape.of(layout), K, knobs.frames, parallel, activation)
+        func = bspc_linear(PanelShape.of(layout), K, knobs.frames, parallel, activation, True)
         consts = [*arrays, layout.arrays["bias"]]
         return _tag(func, "bspc_linear", knobs, parallel), consts, M
     P = knobs.lanes

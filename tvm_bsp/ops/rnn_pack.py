@@ -8,7 +8,7 @@ Gate tiles (dense recurrent weights)
     right after the product, with no barrier between them.
 Row panels (dense input projections and heads)
     ``W (M, K)`` as ``[ceil(M/P), K, P]``: panel ``p`` holds ``W[p*P : p*P + P, k]`` per
-    column (zero rows past ``M``), the layout of :func:`tvm_bsp.ops.pack_dense`.
+    column (zero rows past ``M``), the layout of the CPU dense mat-mat kernel.
 BSPC weights use the kernel-side panel layout of :mod:`tvm_bsp.ops.layout`.
 
 The helpers at the end derive BSPC matrices: a row range (the kaldi GRU multiplies the

@@ -1,7 +1,7 @@
 """The tuning database: a directory of JSON files, one per workload, that the user keeps.
 
-A *workload* is (matrix structure, batch, target, epilogue). Its key is the SHA-256 of those
-four: the structure fingerprint hashes the BSPC index arrays (shape, grid, kept rows and
+A *workload* is (kernel, matrix structure, batch, target, epilogue). Its key is the SHA-256 of
+those: the structure fingerprint hashes the BSPC index arrays (shape, grid, kept rows and
 columns, row reorder), not the values, so a re-trained matrix with the same mask reuses its
 records. The file ``<key>.json`` holds::
 
@@ -49,6 +49,8 @@ __all__ = [
 
 DB_FORMAT = "tvm-bsp-tune"
 DB_VERSION = 1
+#: The kernel of a BSPC workload (see :func:`workload`).
+WORKLOAD_KERNEL = "bspc_linear"
 
 
 def structure_fingerprint(bspc: BSPCMatrix) -> str:
@@ -84,9 +86,15 @@ def _epilogue_str(epilogue: str | None) -> str:
 
 
 def workload(bspc: BSPCMatrix, batch: int, target: Any, epilogue: str | None) -> dict[str, Any]:
-    """The workload description stored in a database file (and hashed into its key)."""
+    """The workload description stored in a database file (and hashed into its key).
+
+    ``kernel`` names the kernel the configs belong to: ``"bspc_linear"``, the mat-mat kernel
+    ``compile_model`` ships (knobs ``lanes``, ``frames``, ...); records of the former
+    stand-alone template (``"bspc_spmm"``, knobs ``panel_rows``, ``batch_tile``, ...) have
+    other keys and are never applied.
+    """
     return {
-        "kernel": "bspc_spmm",
+        "kernel": WORKLOAD_KERNEL,
         "structure": structure_fingerprint(bspc),
         "shape": [int(s) for s in bspc.shape],
         "batch": int(batch),
@@ -267,15 +275,17 @@ def apply_best(
     Returns
     -------
     dict or None
-        A full config of ``spmm_template(target).knobs(batch)``; ``None`` if the workload has
-        no successful record or the record no longer fits the template's knobs.
+        A full config of ``spmm_template(target).knobs(batch, bspc)``; ``None`` if the
+        workload has no successful record or the record no longer fits the template's knobs.
     """
     config = best_config(db, bspc, batch, target, epilogue)
     if config is None:
         return None
-    from tvm_bsp.schedules import resolve_config, resolve_target, spmm_template
+    from tvm_bsp.ops.matmat import spmm_template
+    from tvm_bsp.schedules.knobs import resolve_config
+    from tvm_bsp.schedules.targets import resolve_target
 
-    knobs = spmm_template(resolve_target(target)).knobs(batch)
+    knobs = spmm_template(resolve_target(target)).knobs(batch, bspc)
     try:
         return resolve_config(knobs, config)
     except ValueError:

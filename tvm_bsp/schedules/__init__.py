@@ -1,33 +1,25 @@
-"""Schedule templates per target family, with named knobs a tuner can sample.
+"""Targets and knob tables, below the kernels of :mod:`tvm_bsp.ops` (which import them).
 
-- :mod:`.cpu`: ``llvm`` targets (x86, aarch64): vectorized row panels, balanced threads.
-- :mod:`.gpu`: OpenCL (Mali, Adreno): panels to work-groups, ``x[cols]`` staged in local
-  memory.
+- :mod:`.targets`: targets by name (``host``, ``arm64``, ``opencl-mali``, ``opencl-adreno``)
+  and the kernel family (``cpu`` / ``gpu``) of a target;
+- :mod:`.knobs`: :class:`Knob` (named choices with a default) and configs over knobs;
+- :mod:`.gpu_rnn`: the OpenCL knobs of the RNN and mat-mat kernels and their defaults per
+  device.
 
-:func:`spmm_template` / :func:`dense_template` pick the family for a target; every template
-has ``knobs(batch)`` (a list of :class:`Knob` with defaults) and builds a PrimFunc from a full
-config (:func:`resolve_config`).
+The CPU knob table lives beside its kernels (:mod:`tvm_bsp.ops.rnn_knobs`: its lane
+suggestion reads the packed layout); the templates that turn a config into a kernel are
+:mod:`tvm_bsp.ops.matmat`. Nothing here imports :mod:`tvm_bsp.ops`.
 """
 
 from tvm_bsp.schedules.knobs import Knob, all_configs, resolve_config
 from tvm_bsp.schedules.targets import TARGET_NAMES, family, host_target, resolve_target
-from tvm_bsp.schedules.templates import (
-    DenseTemplate,
-    SpmmTemplate,
-    dense_template,
-    spmm_template,
-)
 
 __all__ = [
     "TARGET_NAMES",
-    "DenseTemplate",
     "Knob",
-    "SpmmTemplate",
     "all_configs",
-    "dense_template",
     "family",
     "host_target",
     "resolve_config",
     "resolve_target",
-    "spmm_template",
 ]

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 # one implementation: the runtime-only runner on a device decodes with the same code
-from tvm_bsp.deploy.decode import remove_short_runs
+from tvm_bsp.runtime.decode import remove_short_runs
 from tvm_bsp.speech.batching import collate_pieces, group_pieces, utterance_pieces
 from tvm_bsp.speech.model import AcousticModel
 from tvm_bsp.speech.per import collapse_repeats, ctc_greedy_decode, phone_error_rate

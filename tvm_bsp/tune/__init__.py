@@ -12,7 +12,7 @@
   :func:`best_config` / :func:`apply_best` re-apply the best config in any process.
 - :mod:`tvm_bsp.devices.tracker`: one bounded question to an RPC tracker (does it answer, is
   the key registered); :class:`TrackerError` when tuning could never connect.
-- :mod:`.cli`: ``tvm-bsp tune`` and ``tvm-bsp rpc-server``.
+- ``tvm-bsp tune`` and ``tvm-bsp rpc-server``: :mod:`tvm_bsp.cli.tune`.
 """
 
 from tvm_bsp.devices.tracker import TrackerError

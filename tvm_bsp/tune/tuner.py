@@ -1,21 +1,22 @@
 """Knob search for the BSPC kernel with MetaSchedule's builder and runner, locally or over RPC.
 
-Why not ``ms.tune_tir`` with ``sample_categorical`` decisions: every knob of the CPU template
-is baked into generated TVMScript, and most of them (``panel_rows``, ``k_split * unroll``
-padding, ``threads``, ``row_order``) change the packed layout, i.e. the PrimFunc's arguments
-and the arrays it needs. A MetaSchedule trace transforms one fixed PrimFunc, so it cannot
-express them. This tuner is the successor of an AutoTVM template tuner instead: the search
-space is the template's knobs, each candidate config is its own PrimFunc + packed arrays,
-built by ``ms.builder.LocalBuilder`` (``f_build`` = :func:`tvm.compile`, ``.so`` export, the
-aarch64 cross compiler for arm64) and measured by ``ms.runner.RPCRunner`` (tracker + device
-key, or an in-process :class:`tvm.rpc.LocalSession` without a tracker) whose
-``f_alloc_argument`` uploads the candidate's real packed arrays.
+The kernel is the target's mat-mat kernel (:mod:`tvm_bsp.ops.matmat`), the one
+``compile_model`` ships for input projections and dense heads, so a tuned config is a set of
+layer knobs it accepts. Why not ``ms.tune_tir`` with ``sample_categorical`` decisions: every
+knob is baked into the generated kernel, and several (``lanes``, the ``k_split`` padding of
+the panels, ``threads``) change the packed layout, i.e. the arrays the PrimFunc takes. A
+MetaSchedule trace transforms one fixed PrimFunc, so it cannot express them. This tuner is the
+successor of an AutoTVM template tuner instead: the search space is the template's knobs, each
+candidate config is its own PrimFunc + packed arrays, built by ``ms.builder.LocalBuilder``
+(``f_build`` = :func:`tvm.compile`, ``.so`` export, the aarch64 cross compiler for arm64) and
+measured by ``ms.runner.RPCRunner`` (tracker + device key, or an in-process
+:class:`tvm.rpc.LocalSession` without a tracker) whose ``f_alloc_argument`` uploads the
+candidate's real packed arrays.
 
-Order of the candidates: the config ``build_spmm`` uses without a tuned config (the
-template's cost-model suggestion) first, so the result is never worse than the untuned
-kernel; then the template's static defaults; then distinct random configs. Every measured
-candidate is appended to the database at once; configs already in the database are skipped
-(resume).
+Order of the candidates: the config ``build_spmm`` uses without a tuned config (the defaults
+``compile_model`` takes for this matrix) first, so the result is never worse than the untuned
+kernel; then the target's defaults; then distinct random configs. Every measured candidate is
+appended to the database at once; configs already in the database are skipped (resume).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ __all__ = ["TuneResult", "TuningError", "candidate_configs", "tune_spmm"]
 def candidate_configs(
     bspc: BSPCMatrix, batch: int, target: Any, trials: int, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Up to ``trials`` distinct full configs: cost-model choice, static defaults, random.
+    """Up to ``trials`` distinct full configs: untuned choice, target defaults, random.
 
     Parameters
     ----------
@@ -61,12 +62,14 @@ def candidate_configs(
     Returns
     -------
     list of dict
-        Full configs of ``spmm_template(target).knobs(batch)``, the untuned choice first.
+        Full configs of ``spmm_template(target).knobs(batch, bspc)``, the untuned choice
+        first.
     """
-    from tvm_bsp.schedules import resolve_config, resolve_target, spmm_template
+    from tvm_bsp.ops.matmat import spmm_template
+    from tvm_bsp.schedules.targets import resolve_target
 
     template = spmm_template(resolve_target(target))
-    knobs = template.knobs(batch)
+    knobs = template.knobs(batch, bspc)
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
 
@@ -77,7 +80,7 @@ def candidate_configs(
             out.append(cfg)
 
     add(template.config(batch, None, bspc))
-    add(resolve_config(knobs, None))
+    add(template.config(batch))
     rng = random.Random(seed)
     space = 1
     for knob in knobs:
@@ -89,22 +92,16 @@ def candidate_configs(
     return out
 
 
-def _kernel_arguments(spec: Any, seed: int) -> list[np.ndarray]:
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-
+def _kernel_arguments(spec: Any, batch: int, shape: tuple[int, int], seed: int) -> list[np.ndarray]:
+    """The kernel's arguments in parameter order: random ``x``, packed arrays, zero ``y``."""
     rng = np.random.default_rng(seed)
-    infos = ArgInfo.from_prim_func(spec.func)
-    out = []
-    for i, (name, info) in enumerate(zip(spec.arg_names, infos, strict=True)):
-        shape = tuple(int(s) for s in info.shape)
-        dtype = str(info.dtype)
-        if i == 0:
-            out.append(rng.standard_normal(shape).astype(dtype))
-        elif i == len(infos) - 1:
-            out.append(np.zeros(shape, dtype))
-        else:
-            out.append(np.asarray(spec.arrays[name], dtype=dtype).reshape(shape))
-    return out
+    M, N = shape
+    arrays = [np.ascontiguousarray(spec.arrays[n]) for n in spec.arg_names[1:-1]]
+    return [
+        rng.standard_normal((batch, N)).astype(np.float32),
+        *arrays,
+        np.zeros((batch, M), np.float32),
+    ]
 
 
 def tune_spmm(
@@ -138,7 +135,7 @@ def tune_spmm(
     batch : int
         Frames per call.
     target : str, dict or tvm.target.Target
-        ``"host"``, ``"arm64"``, ... (:func:`tvm_bsp.schedules.resolve_target`).
+        ``"host"``, ``"arm64"``, ... (:func:`tvm_bsp.schedules.targets.resolve_target`).
     epilogue : {None, "none", "sigmoid", "tanh"}
     trials : int
         Candidate configs of this search (measured or already in the database).
@@ -176,7 +173,7 @@ def tune_spmm(
     from tvm.s_tir import meta_schedule as ms
 
     from tvm_bsp.ops.build import SPMM_ENTRY, spmm_prim_func
-    from tvm_bsp.schedules import resolve_target
+    from tvm_bsp.schedules.targets import resolve_target
 
     say = log or (lambda _msg: None)
     db = db if isinstance(db, TuningDatabase) else TuningDatabase(db)
@@ -222,7 +219,8 @@ def tune_spmm(
                         continue
                     path = str(res.artifact_path)
                     try:
-                        ok = measurer.measure(cfg, path, _kernel_arguments(spec, seed))
+                        args = _kernel_arguments(spec, batch, bspc.shape, seed)
+                        ok = measurer.measure(cfg, path, args)
                     finally:
                         cleanup_artifact(path)
                     measured += int(ok)

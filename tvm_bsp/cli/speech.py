@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tvm_bsp.cli_args import (
+from tvm_bsp.cli.args import (
     DEFAULT_SIZES,
     add_command,
     add_corpus_options,

@@ -1,13 +1,22 @@
-"""OpenCL schedule templates: device code is generated, and it computes the right values on
+"""The OpenCL mat-mat kernel (``gpu_panel_linear``, what ``compile_model`` ships) through
+``build_spmm`` / ``build_dense``: device code is generated, and it computes the right values on
 POCL (``opencl`` marker)."""
 
 import numpy as np
 import pytest
 
 from tvm_bsp.bspc import BSPCMatrix
-from tvm_bsp.ops import build_dense, build_spmm, dense_prim_func, numpy_epilogue, spmm_prim_func
+from tvm_bsp.ops import (
+    build_dense,
+    build_spmm,
+    dense_prim_func,
+    numpy_epilogue,
+    spmm_prim_func,
+    spmm_template,
+)
 from tvm_bsp.prune import bsp_mask
-from tvm_bsp.schedules import resolve_target, spmm_template
+from tvm_bsp.schedules import resolve_target
+from tvm_bsp.schedules.gpu_rnn import default_gpu_rnn_knobs
 from tvm_bsp.testing.opencl import opencl_available, run_opencl_prim_func
 
 
@@ -28,14 +37,19 @@ def test_device_module_is_generated(device, tmp_path):
     assert "__kernel" in dense.inspect_source("cl")
 
 
-def test_gpu_knobs_respect_work_group_limits():
-    template = spmm_template(resolve_target("opencl-mali"))
+@pytest.mark.parametrize("device", ["mali", "adreno"])
+def test_gpu_knobs_are_the_device_defaults_and_fit_local_memory(device):
+    target = resolve_target(f"opencl-{device}")
+    template = spmm_template(target)
     for batch in (1, 32):
         knobs = {k.name: k for k in template.knobs(batch)}
-        for bt in knobs["batch_threads"].choices:
-            assert batch % bt == 0
-        for chunk in knobs["chunk"].choices:
-            assert chunk * batch * 4 <= 16384
+        assert set(knobs) == {"panel_rows", "chunk", "frames", "exact"}
+        base = default_gpu_rnn_knobs(target)
+        assert template.kernel_knobs(template.config(batch)) == base
+        for chunk in knobs["chunk"].choices:  # the staged x[:, cols] of a work-group
+            assert max(knobs["frames"].choices) * chunk * 4 <= 16384
+    with pytest.raises(ValueError, match="unknown knobs"):
+        template.config(1, {"lanes": 8})  # a CPU knob
 
 
 needs_opencl = pytest.mark.skipif(not opencl_available(), reason="no OpenCL device (POCL)")
@@ -52,9 +66,9 @@ def _run(spec, target, x, out_shape):
     "batch, config, activation",
     [
         (1, {}, None),
-        (1, {"panel_rows": 16, "chunk": 16, "row_order": "natural"}, "tanh"),
-        (4, {"batch_threads": 2, "chunk": 32}, "sigmoid"),
-        (3, {"panel_rows": 64, "batch_threads": 1, "chunk": 128}, None),
+        (1, {"panel_rows": 16, "chunk": 16, "exact": False}, "tanh"),
+        (4, {"frames": 2, "chunk": 32}, "sigmoid"),
+        (3, {"panel_rows": 64, "frames": 8, "chunk": 128}, "relu"),
     ],
 )
 def test_spmm_on_pocl(batch, config, activation):
@@ -80,7 +94,9 @@ def test_spmm_empty_matrix_on_pocl():
 
 @pytest.mark.opencl
 @needs_opencl
-@pytest.mark.parametrize("batch, config", [(1, {}), (2, {"panel_rows": 16, "chunk": 16})])
+@pytest.mark.parametrize(
+    "batch, config", [(1, {}), (3, {"panel_rows": 16, "chunk": 16, "frames": 2})]
+)
 def test_dense_on_pocl(batch, config):
     weight = np.random.default_rng(2).standard_normal((45, 37)).astype(np.float32)
     target = resolve_target("opencl-adreno", host="host")

@@ -97,7 +97,7 @@ def decode_scores(scores: np.ndarray, labels: dict[str, Any]) -> list[str]:
     scores : numpy.ndarray
         One row of class scores per frame.
     labels : dict
-        A record of :mod:`tvm_bsp.deploy.labels` (``labels``, ``head``, ``blank``, ``decode``).
+        A record of :mod:`tvm_bsp.runtime.labels` (``labels``, ``head``, ``blank``, ``decode``).
 
     Returns
     -------

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tvm_bsp.cli_args import (
+from tvm_bsp.cli.args import (
     add_command,
     add_json_option,
     add_rpc_options,
@@ -89,7 +89,7 @@ def add_tune_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument(
         "--block-search", action="store_true", help="search block grids x rates (PER, latency)"
     )
-    from tvm_bsp.tune.block_search_cli import add_block_search_args
+    from tvm_bsp.cli.block_search import add_block_search_args
 
     add_block_search_args(g, standalone=False)  # type: ignore[arg-type]
     return p
@@ -102,7 +102,7 @@ def _usage(message: str) -> int:
 def run_tune(args: argparse.Namespace) -> int:
     """Handler of ``tvm-bsp tune``; returns the exit code (1 when the device dropped off)."""
     if getattr(args, "block_search", False):
-        from tvm_bsp.tune.block_search_cli import run_block_search
+        from tvm_bsp.cli.block_search import run_block_search
 
         return run_block_search(args, model=args.bspc_dir)
     if args.db is None:

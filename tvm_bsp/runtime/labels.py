@@ -26,6 +26,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+#: The sidecar's ``format`` (a file format name: it kept the module's old path when the module
+#: moved to :mod:`tvm_bsp.runtime`, so earlier sidecars still read).
 LABELS_FORMAT = "tvm_bsp.deploy.labels"
 LABELS_VERSION = 1
 #: Frame shift of the speech features (Kaldi default), for the real-time factor.
@@ -90,7 +92,7 @@ def write_labels(so_path: str | os.PathLike[str], record: dict[str, Any]) -> Pat
 def write_library_record(
     so_path: str | os.PathLike[str], library: dict[str, Any], target: str | None = None
 ) -> Path:
-    """Record what :func:`tvm_bsp.deploy.files.library_record` measured in the sidecar.
+    """Record what :func:`tvm_bsp.runtime.files.library_record` measured in the sidecar.
 
     An existing sidecar keeps its other entries; without one, a record without labels is
     written (:func:`read_labels` then uses class numbers).
@@ -123,7 +125,7 @@ def read_library_record(so_path: str | os.PathLike[str]) -> dict[str, Any] | Non
 
 def write_json(path: str | os.PathLike[str], record: Any) -> Path:
     """Write ``record`` as indented JSON to ``path`` atomically; return the absolute path."""
-    from tvm_bsp.deploy.files import atomic_output
+    from tvm_bsp.runtime.files import atomic_output
 
     dest = Path(path).absolute()
     with atomic_output(dest) as tmp:

@@ -3,10 +3,10 @@
 ``tvm-bsp compile MODEL.pt --target arm64 -o model.so [--bspc auto|DIR] [--db DIR]``
     Compile a saved model (see :mod:`tvm_bsp.compiler.model_file`) for a named target
     (:mod:`tvm_bsp.deploy.targets`) into one ``.so`` with the weights inside, plus the sidecar
-    ``model.so.json`` (phone names and decoding, :mod:`tvm_bsp.deploy.labels`).
+    ``model.so.json`` (phone names and decoding, :mod:`tvm_bsp.runtime.labels`).
 ``tvm-bsp deploy MODEL.pt|MODEL.so --target T --out DIR [--wav F | --features F]``
     Compile (or take) the ``.so`` into ``DIR/model.so`` and, given an input, run the runtime-only
-    runner (:mod:`tvm_bsp.deploy.runner`) on it: here, under qemu for ``arm64`` when the
+    runner (:mod:`tvm_bsp.runtime.runner`) on it: here, under qemu for ``arm64`` when the
     emulator is set up, else print the command for the device.
 ``tvm-bsp bench gru|spmv [--quick] [--json PATH]``
     The benchmarks of :mod:`tvm_bsp.bench`.
@@ -27,14 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tvm_bsp.cli_args import add_command, add_compile_options, add_model_options, bspc_source, fail
-from tvm_bsp.cli_wav import wav_features
+from tvm_bsp.cli.args import add_command, add_compile_options, add_model_options, bspc_source, fail
+from tvm_bsp.cli.wav import wav_features
+from tvm_bsp.deploy.shipped import RUNNER_MODULE, runtime_files
 
 _COMPILE_HELP = "compile a saved GRU/LSTM model (dense or BSPC) into one deployable .so"
 _COMPILE_DESCRIPTION = (
     "Compile a model saved by 'tvm-bsp train'/'prune' (or save_rnn_module) for "
     "a named target into one shared library (weights embedded) that the TVM runtime alone "
-    "loads (tvm_bsp.deploy.load), plus MODEL.so.json with the output label names."
+    "loads (tvm_bsp.runtime.load), plus MODEL.so.json with the output label names."
 )
 
 
@@ -104,8 +105,8 @@ def compile_to(args: argparse.Namespace, output: Path) -> tuple[Path, Path, Any]
     (pathlib.Path, pathlib.Path, CompiledModel)
         The ``.so``, the sidecar and the compiled model.
     """
-    from tvm_bsp.deploy.labels import make_labels, write_labels
     from tvm_bsp.deploy.targets import export_library, get_deploy_target
+    from tvm_bsp.runtime.labels import make_labels, write_labels
 
     deploy = get_deploy_target(args.target)
     deploy.check_compiler()  # fail before compiling: TVM_NDK_CC, cross gcc
@@ -155,30 +156,11 @@ def run_compile(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- deploy
 def _copy_atomic(src: Path, dest: Path) -> Path:
-    from tvm_bsp.deploy.files import atomic_output
+    from tvm_bsp.runtime.files import atomic_output
 
     with atomic_output(dest) as tmp:
         shutil.copyfile(src, tmp)
     return dest.absolute()
-
-
-_DEVICE_FILES = (
-    "__init__.py",
-    "load.py",
-    "session.py",
-    "labels.py",
-    "decode.py",
-    "files.py",
-    "runner.py",
-)
-
-
-def _runtime_files() -> dict[str, Path]:
-    """The ``tvm_bsp`` files the runner needs on a device, ``{relative path: source}``."""
-    pkg = Path(__file__).resolve().parent
-    files = {"tvm_bsp/__init__.py": pkg / "__init__.py"}
-    files.update({f"tvm_bsp/deploy/{n}": pkg / "deploy" / n for n in _DEVICE_FILES})
-    return files
 
 
 def _runner_args(so: Path, feats: Path, utterance: bool) -> list[str]:
@@ -189,30 +171,30 @@ def _runner_args(so: Path, feats: Path, utterance: bool) -> list[str]:
 # which costs seconds; the runner never needs it), TVM's runtime library only.
 _RUNNER_BOOTSTRAP = (
     "import runpy, sys; sys.modules['torch'] = None; "
-    "runpy.run_module('tvm_bsp.deploy.runner', run_name='__main__', alter_sys=True)"
+    f"runpy.run_module('{RUNNER_MODULE}', run_name='__main__', alter_sys=True)"
 )
 
 
 def _run_here(so: Path, feats: Path, utterance: bool) -> int:
     env = dict(os.environ, TVM_USE_RUNTIME_LIB="1")
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-c", _RUNNER_BOOTSTRAP, *_runner_args(so, feats, utterance)]
     sys.stdout.flush()
     return subprocess.run(cmd, env=env, check=False).returncode
 
 
-_GUEST_RUNNER = """
+_GUEST_RUNNER = f"""
 import runpy, sys
-sys.argv = ["tvm_bsp.deploy.runner", *sys.argv[1:]]
-runpy.run_module("tvm_bsp.deploy.runner", run_name="__main__")
+sys.argv = ["{RUNNER_MODULE}", *sys.argv[1:]]
+runpy.run_module("{RUNNER_MODULE}", run_name="__main__")
 """
 
 
 def _run_qemu(so: Path, feats: Path, utterance: bool) -> int:
     from tvm_bsp.devices.aarch64 import run_in_arm64
 
-    files: dict[str, Any] = {"model.so": so, "feats.npy": feats, **_runtime_files()}
+    files: dict[str, Any] = {"model.so": so, "feats.npy": feats, **runtime_files()}
     sidecar = so.with_name(so.name + ".json")
     if sidecar.is_file():
         files["model.so.json"] = sidecar
@@ -228,11 +210,11 @@ def device_command(so: Path, feats: Path, utterance: bool, opencl: bool = False)
     names = [so.name, so.name + ".json", feats.name]
     device = ["--device", "opencl"] if opencl else []
     runner = shlex.join(
-        ["python3", "-m", "tvm_bsp.deploy.runner", *_runner_args(Path(so.name), Path(feats.name),
+        ["python3", "-m", RUNNER_MODULE, *_runner_args(Path(so.name), Path(feats.name),
                                                                   utterance), *device]
     )  # fmt: skip
     return (
-        f"copy {' '.join(names)} and the tvm_bsp files {', '.join(sorted(_runtime_files()))} "
+        f"copy {' '.join(names)} and the tvm_bsp files {', '.join(sorted(runtime_files()))} "
         "to the device (it needs python3, numpy and the TVM runtime: pip install "
         f"apache-tvm), then run there:\n  TVM_USE_RUNTIME_LIB=1 PYTHONPATH=. {runner}"
     )

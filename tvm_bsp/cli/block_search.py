@@ -1,6 +1,7 @@
 """Command line of the block-size search (``scripts/block_search.py``, ``tvm-bsp tune
---block-search``): find the model and its corpus, run :func:`~.block_search.block_search`,
-print the table, write the JSON records and the plot."""
+--block-search``): find the model and its corpus, run
+:func:`tvm_bsp.tune.block_search.block_search`, print the table, write the JSON records and
+the plot."""
 
 from __future__ import annotations
 

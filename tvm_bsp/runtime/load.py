@@ -1,4 +1,4 @@
-"""``tvm_bsp.deploy.load(path)``: open an exported RNN module with the TVM runtime only.
+"""``tvm_bsp.runtime.load(path)``: open an exported RNN module with the TVM runtime only.
 
 The exported ``.so`` embeds the weights (constants of the executable), so it is the only file
 to ship (its sidecar ``model.so.json`` holds the labels and what the export recorded of the
@@ -6,13 +6,13 @@ file). Importing this module pulls in numpy and ``tvm.runtime``, nothing else of
 and never torch (set ``TVM_USE_RUNTIME_LIB=1`` on a device that has only the runtime).
 
 Before the file is handed to ``dlopen`` it is checked
-(:func:`tvm_bsp.deploy.files.check_library`): the size and SHA-256 recorded at export, the
+(:func:`tvm_bsp.runtime.files.check_library`): the size and SHA-256 recorded at export, the
 ELF header and bounds (a truncated library would kill the process with a bus error), the
 machine (an arm64 build on x86 says so and how to run it), that it is a TVM library, and the
 SHA-256 of its weights. A library without a record (older exports, or copied without its
 sidecar) still loads, with a :class:`UserWarning` that it cannot be verified.
-This module is callable (``tvm_bsp.deploy.load(path)`` works as well as
-``tvm_bsp.deploy.load.load(path)``).
+This module is callable (``tvm_bsp.runtime.load(path)`` works as well as
+``tvm_bsp.runtime.load.load(path)``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from tvm_bsp.deploy.files import check_library
-from tvm_bsp.deploy.labels import read_library_record
-from tvm_bsp.deploy.session import Session, import_tvm
+from tvm_bsp.runtime.files import check_library
+from tvm_bsp.runtime.labels import read_library_record
+from tvm_bsp.runtime.session import Session, import_tvm
 
 
 def load(path: str | os.PathLike[str], device: Any = None, threads: int | None = None) -> Session:
@@ -54,7 +54,7 @@ def load(path: str | os.PathLike[str], device: Any = None, threads: int | None =
         If ``path`` does not exist.
     ValueError
         If the library is truncated, corrupted, built for another machine, not a TVM library,
-        or not a tvm_bsp RNN module (:class:`~tvm_bsp.deploy.files.LibraryCheckError` for the
+        or not a tvm_bsp RNN module (:class:`~tvm_bsp.runtime.files.LibraryCheckError` for the
         file checks).
     """
     path = Path(path)

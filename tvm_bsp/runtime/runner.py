@@ -2,14 +2,14 @@
 
 ::
 
-    python -m tvm_bsp.deploy.runner model.so --features feats.npy   # (T, 39) .npy or .npz
-    python -m tvm_bsp.deploy.runner model.so --stream < frames.txt  # one frame per line
-    python -m tvm_bsp.deploy.runner model.so --features feats.npy --utterance
+    python -m tvm_bsp.runtime.runner model.so --features feats.npy   # (T, 39) .npy or .npz
+    python -m tvm_bsp.runtime.runner model.so --stream < frames.txt  # one frame per line
+    python -m tvm_bsp.runtime.runner model.so --features feats.npy --utterance
 
 Frames are pushed one at a time through :meth:`Session.push` (the state is kept between
 frames) and each push is timed; ``--utterance`` calls ``forward`` once on all frames instead.
 The scores are decoded with the rule of the sidecar ``model.so.json``
-(:mod:`tvm_bsp.deploy.labels`; phone names, smoothing) and the runner prints::
+(:mod:`tvm_bsp.runtime.labels`; phone names, smoothing) and the runner prints::
 
     phones: sil hh ah l ow sil
     frames: 120, per-frame latency: median 0.210 ms, p90 0.260 ms, mean 0.220 ms
@@ -33,8 +33,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from tvm_bsp.deploy.decode import decode_scores
-from tvm_bsp.deploy.labels import FRAME_SHIFT_MS, check_labels, read_labels
+from tvm_bsp.runtime.decode import decode_scores
+from tvm_bsp.runtime.labels import FRAME_SHIFT_MS, check_labels, read_labels
 
 __all__ = [
     "RunResult",
@@ -119,7 +119,7 @@ def check_features(x: np.ndarray, width: int, what: str = "features") -> np.ndar
 
     float32 and float64 are accepted (float64 is rounded to float32), other dtypes, NaN and
     infinities are refused: a feature file with them is broken (the session API itself lets
-    NaN propagate, see :mod:`tvm_bsp.deploy.session`).
+    NaN propagate, see :mod:`tvm_bsp.runtime.session`).
     """
     if x.ndim != 2 or x.shape[1] != width or x.shape[0] < 1:
         raise ValueError(f"{what}: expected (frames, {width}) features, got shape {x.shape}")
@@ -173,7 +173,7 @@ def run_stream(session: Any, frames: Iterable[np.ndarray], labels: dict[str, Any
     Parameters
     ----------
     session : Session
-        A loaded module (:func:`tvm_bsp.deploy.load`).
+        A loaded module (:func:`tvm_bsp.runtime.load`).
     frames : iterable of numpy.ndarray
         ``(I,)`` frames, e.g. the rows of a feature matrix or :func:`read_stream`.
     labels : dict
@@ -210,7 +210,7 @@ def run_utterance(session: Any, feats: np.ndarray, labels: dict[str, Any]) -> Ru
 def build_parser() -> argparse.ArgumentParser:
     """The runner's argument parser."""
     p = argparse.ArgumentParser(
-        prog="python -m tvm_bsp.deploy.runner",
+        prog="python -m tvm_bsp.runtime.runner",
         description="Run an exported tvm_bsp model (TVM runtime only) on speech features; "
         "print the decoded phones, per-frame latency and the real-time factor.",
     )
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None) -> RunResult:
     """Run the runner with parsed arguments (see :func:`build_parser`)."""
-    from tvm_bsp.deploy.load import load
+    from tvm_bsp.runtime.load import load
 
     if args.utterance and args.stream:
         raise ValueError("--utterance needs --features (a stream has no end to wait for)")
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(args)
         if args.json is not None:
-            from tvm_bsp.deploy.labels import write_json
+            from tvm_bsp.runtime.labels import write_json
 
             write_json(args.json, asdict(result))
     except (ValueError, OSError) as err:

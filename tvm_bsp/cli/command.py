@@ -17,18 +17,18 @@ def build_parser() -> argparse.ArgumentParser:
         "kernels on Apache TVM.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from tvm_bsp.demo import add_demo_parser
+    from tvm_bsp.cli.demo import add_demo_parser
 
     add_demo_parser(sub)
-    from tvm_bsp.tune.cli import add_rpc_server_parser, add_tune_parser
+    from tvm_bsp.cli.tune import add_rpc_server_parser, add_tune_parser
 
     add_tune_parser(sub)
     add_rpc_server_parser(sub)
-    from tvm_bsp.cli_speech import add_prune_parser, add_train_parser
+    from tvm_bsp.cli.speech import add_prune_parser, add_train_parser
 
     add_train_parser(sub)
     add_prune_parser(sub)
-    from tvm_bsp.cli_deploy import add_bench_parser, add_compile_parser, add_deploy_parser
+    from tvm_bsp.cli.deploy import add_bench_parser, add_compile_parser, add_deploy_parser
 
     add_compile_parser(sub)
     add_deploy_parser(sub)

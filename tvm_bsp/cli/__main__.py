@@ -1,0 +1,5 @@
+"""``python -m tvm_bsp.cli`` is the ``tvm-bsp`` command."""
+
+from tvm_bsp.cli.command import main
+
+raise SystemExit(main())

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Per-frame latency of RTMobile's reference GRU: a wrapper over :mod:`tvm_bsp.bench.gru`.
+"""Per-frame latency of RTMobile's reference GRU: wraps
+:mod:`tvm_bsp.experiments.bench.gru`.
 
 Same as ``tvm-bsp bench gru``. Usage::
 
@@ -11,6 +12,6 @@ from pathlib import Path
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tvm_bsp.bench.gru import main
+    from tvm_bsp.experiments.bench.gru import main
 
     sys.exit(main())

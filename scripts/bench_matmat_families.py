@@ -5,12 +5,12 @@ Both compute ``y = x W^T`` on the same BSPC matrices (3072x1024, block grid 96x1
 at the given rates with ``PAPER_SPLITS``) and the same dense 3072x1024 matrix, for batch 1
 and a batch of frames, in the row-major contract ``x (batch, K) -> y (batch, M)``:
 
-``A``     ``tvm_bsp.schedules.templates`` (what ``bench spmv`` measured and ``tune_spmm``
+``A``     ``tvm_bsp.kernels.templates`` (what ``bench spmv`` measured and ``tune_spmm``
           tuned before the families were merged): fixed batch, the cost model's config.
 ``A*``    the best of a small set of template knobs (``panel_rows``, ``k_split``, ``unroll``
           / ``batch_tile``, ``row_order``, ``threads``).
 ``A-nb``  (batch > 1, for reference) the best frame-major template (``x (K, batch)``).
-``B``     ``tvm_bsp.ops.rnn_kernels.linear_kernel`` (what ``compile_model`` ships for input
+``B``     ``tvm_bsp.kernels.cpu.rnn.linear_kernel`` (what ``compile_model`` ships for input
           projections and dense heads): symbolic frame count, the defaults
           ``compile_model`` takes (target knobs, ``suggest_lanes`` for a BSPC weight), built
           through ``spmm_prim_func`` / ``dense_prim_func`` (which return this kernel since
@@ -77,7 +77,7 @@ class Compiled:
     def __init__(self, func, consts, x: np.ndarray, out_shape, frame_major: bool = False):
         import tvm
 
-        from tvm_bsp.schedules.targets import host_target
+        from tvm_bsp.kernels.targets import host_target
 
         func = func.with_attr("global_symbol", "main")
         ex = tvm.compile(tvm.IRModule({"main": func}), target=host_target())
@@ -105,7 +105,7 @@ class Compiled:
 def _templates_a():
     """Family A's template module, or None in trees after the merge."""
     try:
-        import tvm_bsp.schedules.templates as templates
+        import tvm_bsp.kernels.templates as templates
     except ImportError:
         return None
     return templates
@@ -132,7 +132,7 @@ def _spec_a(matrix, batch: int, config: dict | None, target):
 
 def _family_a(matrix, batch: int, config: dict | None, x):
     """Family A's kernel on the host, or None when this tree no longer has the templates."""
-    from tvm_bsp.schedules.targets import host_target
+    from tvm_bsp.kernels.targets import host_target
 
     spec = _spec_a(matrix, batch, config, host_target())
     if spec is None:
@@ -145,7 +145,7 @@ def _family_a(matrix, batch: int, config: dict | None, x):
 
 def _family_b(matrix, batch: int, config: dict, x):
     """The shipped kernel, as ``build_spmm`` / ``build_dense`` instantiate it."""
-    from tvm_bsp.ops.build import dense_prim_func, spmm_prim_func
+    from tvm_bsp.kernels.build import dense_prim_func, spmm_prim_func
 
     make = dense_prim_func if isinstance(matrix, np.ndarray) else spmm_prim_func
     func, arrays, names = make(matrix, batch, config)
@@ -250,9 +250,9 @@ def bench_case(rate: int, batch: int, threads: int, seconds: float, rounds: int)
 
 def check_opencl(rates, batches) -> list[dict]:
     """Both families' OpenCL kernels on POCL against numpy (correctness only)."""
-    from tvm_bsp.ops.rnn_gpu_kernels import gpu_linear_kernel
-    from tvm_bsp.schedules.gpu_rnn import default_gpu_rnn_knobs
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.opencl.knobs import default_gpu_rnn_knobs
+    from tvm_bsp.kernels.opencl.rnn import gpu_linear_kernel
+    from tvm_bsp.kernels.targets import resolve_target
     from tvm_bsp.testing.opencl import build_opencl_program, opencl_available, run_opencl_prim_func
 
     if not opencl_available():
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args.seconds = args.seconds or (0.1 if args.quick else 0.4)
     if args.child:
         return _child(args)
-    from tvm_bsp.bench.spmv import machine_record
+    from tvm_bsp.experiments.bench.spmv import machine_record
 
     record = {"machine": machine_record(0), "cases": [], "opencl": []}
     record["machine"].pop("threads")

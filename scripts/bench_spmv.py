@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""BSPC kernels against dense and CSR/BSR peers: a wrapper over :mod:`tvm_bsp.bench.spmv`.
+"""BSPC kernels against dense and CSR/BSR peers: wraps
+:mod:`tvm_bsp.experiments.bench.spmv`.
 
 Same as ``tvm-bsp bench spmv``. Usage::
 
@@ -11,6 +12,6 @@ from pathlib import Path
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tvm_bsp.bench.spmv import main
+    from tvm_bsp.experiments.bench.spmv import main
 
     sys.exit(main())

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Where a streamed frame's microseconds go: a wrapper over :mod:`tvm_bsp.bench.step_cost`.
+"""Where a streamed frame's microseconds go: wraps
+:mod:`tvm_bsp.experiments.bench.step_cost`.
 
 Usage::
 
@@ -11,6 +12,6 @@ from pathlib import Path
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tvm_bsp.bench.step_cost import main
+    from tvm_bsp.experiments.bench.step_cost import main
 
     sys.exit(main())

@@ -7,7 +7,7 @@ Usage::
         [--grids 6x4,12x8] [--rates 10,20] [--db TUNING_DB] [--work DIR]
 
 The same as ``tvm-bsp tune --block-search --json PATH --plot PATH [--quick] DENSE.pt``;
-see :mod:`tvm_bsp.tune.block_search`.
+see :mod:`tvm_bsp.experiments.block_search`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tvm_bsp.bench.gru import PAPER_CPU_SPEEDUP  # noqa: E402
-from tvm_bsp.speech import table1_report as report  # noqa: E402
+from tvm_bsp.experiments.bench.gru import PAPER_CPU_SPEEDUP  # noqa: E402
+from tvm_bsp.experiments.table1 import report  # noqa: E402
 from tvm_bsp.speech.storage import atomic_write_text  # noqa: E402
 
 PAPER_LOSS = report.PAPER_PER_LOSS
@@ -123,7 +123,7 @@ def table1(results: Path) -> str:
 
 
 def table1_full(results: Path) -> str:
-    """:func:`tvm_bsp.speech.table1_report.markdown_table`, its headings one level deeper."""
+    """:func:`tvm_bsp.experiments.table1.report.markdown_table`, its headings one level deeper."""
     records, details = _table1_records(results)
     text = report.markdown_table(details if details is not None else records)
     return re.sub(r"^(#+) ", r"#\1 ", text.strip(), flags=re.M)
@@ -234,6 +234,22 @@ def matmat_families(results: Path) -> str:
     return text
 
 
+def refactor_ab(results: Path) -> str:
+    """``scripts/bench_ab.py``: ``bench_gru`` from the tree before issue 12's redesign and after."""
+    doc = _load(results, "bench_ab_redesign.json")
+    rows = [[r["mode"], "dense" if r["rate"] == 1 else f"{r['rate']}x", r["impl"],
+             str(r["threads"]), _num(r["before_us"]), _num(r["after_us"]), _num(r["ratio"], 3)]
+            for r in doc["records"]]  # fmt: skip
+    ratios = [r["ratio"] for r in doc["records"]]
+    return (
+        f"`results/bench_ab_redesign.json`: `scripts/bench_gru.py {' '.join(doc['bench_args'])}` "
+        f"from the tree before ({doc.get('before_rev', 'before')}) and after "
+        f"({doc.get('after_rev', 'after')}), {doc['rounds']} rounds each, alternating; medians "
+        f"in µs per frame; after / before from {min(ratios):.3f} to {max(ratios):.3f}:\n\n"
+        + _table(["mode", "rate", "impl", "threads", "before", "after", "after / before"], rows)
+    )
+
+
 TRAINING_NAMES = {
     "utterances fp32": "dense training: whole utterances, float32 (the old way)",
     "chunks fp32": "chunks, float32",
@@ -277,6 +293,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "spmv": lambda results: _spmv(results, "bench_spmv.json"),
     "spmv-2t": lambda results: _spmv(results, "bench_spmv_2t.json"),
     "matmat-families": matmat_families,
+    "refactor-ab": refactor_ab,
     "training": training,
 }
 

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 from tvm_bsp.cli.speech import grid_arg
-from tvm_bsp.speech.experiment import (
+from tvm_bsp.experiments.table1.report import contract_records, markdown_table, plot
+from tvm_bsp.experiments.table1.run import (
     SPLITS,
     ExperimentConfig,
     quick_config,
@@ -38,7 +39,6 @@ from tvm_bsp.speech.experiment import (
 )
 from tvm_bsp.speech.prune_run import METHODS
 from tvm_bsp.speech.storage import atomic_write_text
-from tvm_bsp.speech.table1_report import contract_records, markdown_table, plot
 
 
 def _number(text: str) -> float:
@@ -175,9 +175,9 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 def shipped_dense_for(config) -> Path | None:
     """The shipped dense model when it was trained with ``config``'s settings, else None."""
-    from tvm_bsp.speech.experiment_config import dense_settings_differ
+    from tvm_bsp.experiments.table1.config import dense_settings_differ
+    from tvm_bsp.experiments.table1.ship import shipped_dir
     from tvm_bsp.speech.pretrained import read_meta
-    from tvm_bsp.speech.ship import shipped_dir
 
     path = shipped_dir() / "dense.safetensors"
     if not path.exists():
@@ -199,8 +199,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def ship(args: argparse.Namespace, config) -> None:
     """Write the run's dense model and BSP rows as pretrained files (``--ship``)."""
+    from tvm_bsp.experiments.table1.ship import ship_run
     from tvm_bsp.speech.corpus import load_split
-    from tvm_bsp.speech.ship import ship_run
 
     corpus = (
         Path(args.corpus)
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in summary.carried_rows:
             print(f"carried row {name} from {args.rows_from}")
         if args.save_rows is not None:
-            from tvm_bsp.speech.carry import save_rows
+            from tvm_bsp.experiments.table1.carry import save_rows
 
             for path in save_rows(args.work, args.save_rows):
                 print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tvm_bsp.bench import gru
+from tvm_bsp.experiments.bench import gru
 
 
 def test_parse_grid_list_accepts_lists_and_names_bad_items():
@@ -57,7 +57,7 @@ def test_several_grids_are_timed_side_by_side_and_tabled(monkeypatch):
 def test_load_both_times_every_build_quiet_and_loaded(monkeypatch):
     """``loads=("quiet", "loaded")``: each build and mode is timed under both conditions, the
     loaded one with a busy process running (seen through the load module's context)."""
-    from tvm_bsp.bench import load as load_module
+    from tvm_bsp.experiments.bench import load as load_module
 
     monkeypatch.setattr(gru, "HIDDEN", 16)
     started = []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tvm_bsp.bench.load import competing_load, modes_of
 from tvm_bsp.devices.supervise import group_members
+from tvm_bsp.experiments.bench.load import competing_load, modes_of
 
 
 def _stat(pid: int) -> list[str]:

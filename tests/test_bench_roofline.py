@@ -7,8 +7,13 @@ import pytest
 import torch
 
 import tvm_bsp
-from tvm_bsp.bench.roofline import frame_bytes, kernel_bytes, read_bandwidth, roofline_us
-from tvm_bsp.ops.layout import pack_panels
+from tvm_bsp.experiments.bench.roofline import (
+    frame_bytes,
+    kernel_bytes,
+    read_bandwidth,
+    roofline_us,
+)
+from tvm_bsp.kernels.layout import pack_panels
 from tvm_bsp.prune import bsp_mask
 
 

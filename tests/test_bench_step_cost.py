@@ -1,4 +1,5 @@
-"""The per-frame breakdown of ``step`` (tvm_bsp.bench.step_cost): kernel calls and rows."""
+"""The per-frame breakdown of ``step`` (tvm_bsp.experiments.bench.step_cost): kernel calls,
+rows."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 import tvm
 
 import tvm_bsp
-from tvm_bsp.bench.step_cost import breakdown, kernel_calls
+from tvm_bsp.experiments.bench.step_cost import breakdown, kernel_calls
 from tvm_bsp.prune import bsp_mask
 
 

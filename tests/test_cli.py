@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from tvm_bsp.cli import main
-from tvm_bsp.demo import reference_gru_weights
+from tvm_bsp.experiments.demo import reference_gru_weights
 
 
 def test_demo_writes_a_size_table_matching_an_independent_recount(tmp_path, capsys):

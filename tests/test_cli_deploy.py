@@ -294,8 +294,8 @@ def test_deploy_prints_the_device_command_when_it_cannot_run(dense_so, tmp_path,
 
 
 def test_bench_commands_reach_the_benchmark_modules():
-    from tvm_bsp.bench import gru, spmv
     from tvm_bsp.cli import build_parser
+    from tvm_bsp.experiments.bench import gru, spmv
 
     args = build_parser().parse_args(["bench", "gru", "--quick", "--json", "g.json"])
     assert args.handler is gru.run_args and args.quick and args.json == Path("g.json")

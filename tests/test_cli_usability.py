@@ -380,7 +380,7 @@ def test_a_22050_hz_wav_reaches_the_model_step(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- demo results
 def _demo_result(build: str, target: str, library: Path):
-    from tvm_bsp.demo.builds import BuildResult
+    from tvm_bsp.experiments.demo.builds import BuildResult
 
     return BuildResult(build, target, 30.0, 50.0, 10.0, 1, target == "arm64", 1.0, 1, 1, 1, 0.005,
                        library=str(library))  # fmt: skip
@@ -390,7 +390,7 @@ def test_demo_prints_its_files_and_runnable_next_commands(tmp_path: Path, monkey
     import shlex
 
     from tvm_bsp.cli import build_parser
-    from tvm_bsp.demo.report import format_next_steps
+    from tvm_bsp.experiments.demo.report import format_next_steps
 
     monkeypatch.chdir(tmp_path)
     work = tmp_path / ".cache" / "demo"
@@ -414,9 +414,9 @@ def test_demo_prints_its_files_and_runnable_next_commands(tmp_path: Path, monkey
 def test_a_demo_library_deploys_on_a_22050_hz_wav_like_torch_decodes(tmp_path: Path) -> None:
     import torch
 
-    from tvm_bsp.demo.builds import compile_and_export
-    from tvm_bsp.demo.run import _labels
-    from tvm_bsp.demo.settings import quick_settings
+    from tvm_bsp.experiments.demo.builds import compile_and_export
+    from tvm_bsp.experiments.demo.run import _labels
+    from tvm_bsp.experiments.demo.settings import quick_settings
     from tvm_bsp.speech.model import AcousticModel, ModelConfig
     from tvm_bsp.speech.phones import PHONES_39
     from tvm_bsp.speech.scoring import smoothed_framewise_decode

@@ -182,7 +182,7 @@ def test_bspc_mismatch_is_refused():
 
 def test_unsupported_targets_and_modules():
     model, _ = _gru_model(5, prune=False)
-    with pytest.raises(NotImplementedError, match="cuda"):  # OpenCL: tests/test_ops_rnn_gpu.py
+    with pytest.raises(NotImplementedError, match="cuda"):  # OpenCL: tests/test_kernels_rnn_gpu.py
         tvm_bsp.compile_model(model, target={"kind": "cuda"})
     with pytest.raises(UnsupportedModuleError, match="RNN is not supported"):
         tvm_bsp.compile_model(nn.RNN(I, H))
@@ -196,7 +196,9 @@ x = np.load(sys.argv[2])
 y, h = session.forward(x)
 np.save(sys.argv[3], y)
 # (tvm_ffi itself imports torch when it is installed; the compiler must stay out)
-prefixes = ("tvm.relax", "tvm_bsp.compiler", "tvm_bsp.frontend", "tvm_bsp.passes", "tvm_bsp.ops")
+prefixes = (
+    "tvm.relax", "tvm_bsp.compiler", "tvm_bsp.frontend", "tvm_bsp.passes", "tvm_bsp.kernels"
+)
 heavy = sorted(m for m in sys.modules if m.startswith(prefixes))
 print("heavy:", heavy)
 """

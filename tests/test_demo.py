@@ -13,7 +13,7 @@ import torch
 
 import tvm_bsp
 from tvm_bsp.cli import main
-from tvm_bsp.demo.builds import pad_batch, per_from_scores
+from tvm_bsp.experiments.demo.builds import pad_batch, per_from_scores
 from tvm_bsp.speech.model import AcousticModel, ModelConfig
 from tvm_bsp.speech.phones import PHONES_39
 from tvm_bsp.speech.train import evaluate_per
@@ -91,8 +91,8 @@ def _corpus_or_skip() -> None:
 @pytest.mark.slow
 @pytest.mark.rpc
 def test_quick_demo_end_to_end(tmp_path: Path, capsys) -> None:
-    from tvm_bsp.demo.settings import quick_settings
     from tvm_bsp.devices.aarch64 import arm64_unavailable_reason
+    from tvm_bsp.experiments.demo.settings import quick_settings
     from tvm_bsp.speech.corpus import load_split
     from tvm_bsp.speech.model import load_model
 

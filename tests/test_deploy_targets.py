@@ -19,8 +19,8 @@ from tvm_bsp.deploy.targets import (
     get_deploy_target,
     ndk_compiler,
 )
+from tvm_bsp.kernels.targets import resolve_target
 from tvm_bsp.runtime import decode, labels, runner
-from tvm_bsp.schedules.targets import resolve_target
 from tvm_bsp.speech.per import ctc_greedy_decode
 from tvm_bsp.speech.train import remove_short_runs, smoothed_framewise_decode
 

@@ -178,7 +178,7 @@ def test_bidirectional_bspc_under_qemu(tmp_path):
 @pytest.mark.opencl
 def test_bidirectional_bspc_on_pocl():
     """OpenCL reuses its forward kernels for both directions (flip and concat are Relax ops)."""
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.targets import resolve_target
     from tvm_bsp.testing.opencl import opencl_available, run_relax_function
 
     if not opencl_available():

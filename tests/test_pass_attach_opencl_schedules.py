@@ -15,9 +15,9 @@ from tvm.script import ir as I
 from tvm.script import relax as R
 from tvm.script import tirx as T
 
+from tvm_bsp.kernels.opencl.knobs import GPU_KNOBS_ATTR, GPURNNKnobs, gpu_knobs_of
 from tvm_bsp.passes import AttachOpenCLSchedules, AttachSchedules
 from tvm_bsp.passes.attach_schedules import KNOBS_ATTR, TARGET_ATTR
-from tvm_bsp.schedules.gpu_rnn import GPU_KNOBS_ATTR, GPURNNKnobs, gpu_knobs_of
 
 MALI = tvm.target.Target({"kind": "opencl", "device": "mali"}, host="llvm")
 ADRENO = tvm.target.Target({"kind": "opencl", "device": "adreno"}, host="llvm")

@@ -14,7 +14,7 @@ from tvm.script import ir as I
 from tvm.script import relax as R
 from tvm.script import tirx as T
 
-from tvm_bsp.ops.rnn_knobs import RNNKnobs
+from tvm_bsp.kernels.rnn_knobs import RNNKnobs
 from tvm_bsp.passes import AttachSchedules, knobs_of
 from tvm_bsp.passes.attach_schedules import KNOBS_ATTR, TARGET_ATTR
 

@@ -25,7 +25,7 @@ from tvm.script import tirx as T
 
 from tvm_bsp.bspc import BSPCMatrix
 from tvm_bsp.frontend import from_torch, to_relax
-from tvm_bsp.ops.rnn_knobs import RNNKnobs
+from tvm_bsp.kernels.rnn_knobs import RNNKnobs
 from tvm_bsp.passes import LowerRNN
 
 #: Knobs as AttachSchedules records them (sorted JSON); 8 lanes, 2-frame tiles, one thread.

@@ -11,12 +11,12 @@ from torch import nn
 
 import tvm_bsp
 from tvm_bsp.bspc import BSPCMatrix
-from tvm_bsp.ops.layout import panel_column_count
-from tvm_bsp.ops.rnn_knobs import LANE_CHOICES, default_knobs, suggest_lanes
+from tvm_bsp.kernels.layout import panel_column_count
+from tvm_bsp.kernels.rnn_knobs import LANE_CHOICES, default_knobs, suggest_lanes
+from tvm_bsp.kernels.targets import resolve_target
 from tvm_bsp.prune import bsp_mask
 from tvm_bsp.prune.masked import add_mask
 from tvm_bsp.records.layers import with_suggestions
-from tvm_bsp.schedules.targets import resolve_target
 
 I, H = 13, 16  # 3H = 48 rows
 

@@ -1,4 +1,4 @@
-"""Carrying a Table I run's finished rows across sessions (tvm_bsp.speech.carry)."""
+"""Carrying a Table I run's finished rows across sessions (tvm_bsp.experiments.table1.carry)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,18 @@ import torch
 from test_speech_ship import finished_run  # noqa: F401  (the module-scoped tiny run)
 from test_speech_train import needs_synth
 
+from tvm_bsp.experiments.table1.carry import ROWS_MANIFEST, install_rows, save_rows
+from tvm_bsp.experiments.table1.ship import file_sha256
 from tvm_bsp.prune import load_bspc_dir
-from tvm_bsp.speech.carry import ROWS_MANIFEST, install_rows, save_rows
 from tvm_bsp.speech.model import load_model
 from tvm_bsp.speech.pretrained import PretrainedFormatError, load_pretrained, save_pretrained
-from tvm_bsp.speech.ship import file_sha256
 from tvm_bsp.speech.train import evaluate_per
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "table1.py"
 
 
 def _run(work, config, corpus, **kw):
-    from tvm_bsp.speech.experiment import run_experiment
+    from tvm_bsp.experiments.table1.run import run_experiment
 
     return run_experiment(work, config, corpus_dir=corpus, progress=False, echo=None, **kw)
 

@@ -1,4 +1,5 @@
-"""Shipping a Table I run's models (tvm_bsp.speech.ship) and starting a run from them."""
+"""Shipping a Table I run's models (tvm_bsp.experiments.table1.ship), and starting
+ a run from them."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import pytest
 import torch
 from test_speech_train import _tiny_experiment, needs_synth
 
+from tvm_bsp.experiments.table1.ship import ship_run, verify_shipped
 from tvm_bsp.speech.model import load_model
 from tvm_bsp.speech.pretrained import load_pretrained
-from tvm_bsp.speech.ship import ship_run, verify_shipped
 from tvm_bsp.speech.train import evaluate_per
 
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_corpus, tmp_path_factory):
-    from tvm_bsp.speech.experiment import run_experiment
+    from tvm_bsp.experiments.table1.run import run_experiment
 
     corpus, data = tiny_corpus
     work = tmp_path_factory.mktemp("run") / "work"
@@ -59,7 +60,7 @@ def test_tampered_shipped_file_fails_verification(finished_run, tmp_path):
 
 
 def _run_from_shipped(work_dir, config, corpus, shipped):
-    from tvm_bsp.speech.experiment import run_experiment
+    from tvm_bsp.experiments.table1.run import run_experiment
 
     return run_experiment(
         work_dir, config, corpus_dir=corpus, progress=False, echo=None, dense_from=shipped

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_speech_train import needs_synth
 
+from tvm_bsp.experiments.table1.ship import TEST_SLICE, shipped_dir, verify_shipped
 from tvm_bsp.speech.pretrained import load_pretrained
-from tvm_bsp.speech.ship import TEST_SLICE, shipped_dir, verify_shipped
 from tvm_bsp.speech.train import evaluate_per
 
 FILES = sorted(p.name for p in shipped_dir().glob("*.safetensors"))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tvm_bsp.speech.table1_report import markdown_table, plot
+from tvm_bsp.experiments.table1.report import markdown_table, plot
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "table1.py"
 
@@ -100,7 +100,7 @@ def test_main_exit_codes(table1, capsys):
 
 
 def test_contract_records_and_list_documents():
-    from tvm_bsp.speech.table1_report import CONTRACT_KEYS, as_document, contract_records
+    from tvm_bsp.experiments.table1.report import CONTRACT_KEYS, as_document, contract_records
 
     doc = _doc()
     records = contract_records(doc["records"])
@@ -120,7 +120,7 @@ def test_contract_records_and_list_documents():
 def test_main_writes_the_contract_list_and_the_details(table1, tmp_path, monkeypatch, capsys):
     import json
 
-    from tvm_bsp.speech.experiment import RunSummary
+    from tvm_bsp.experiments.table1.run import RunSummary
 
     doc = _doc()
 

@@ -189,7 +189,7 @@ def test_prune_structure_and_rate(tiny_corpus, method, rate):
 
 
 def _tiny_experiment(rates=(10,), methods=("bsp", "magnitude")):
-    from tvm_bsp.speech.experiment import ExperimentConfig
+    from tvm_bsp.experiments.table1.run import ExperimentConfig
     from tvm_bsp.speech.prune_run import PruneSettings
 
     return ExperimentConfig(
@@ -224,8 +224,8 @@ def _events(work: Path) -> list[dict]:
 
 @needs_synth
 def test_experiment_records_and_resume(tiny_corpus, tmp_path):
-    from tvm_bsp.speech.experiment import run_experiment
-    from tvm_bsp.speech.table1_report import markdown_table, plot
+    from tvm_bsp.experiments.table1.report import markdown_table, plot
+    from tvm_bsp.experiments.table1.run import run_experiment
 
     corpus, _ = tiny_corpus
     work = tmp_path / "work"
@@ -292,7 +292,8 @@ def test_experiment_records_and_resume(tiny_corpus, tmp_path):
 def test_gradual_rows_chain_in_ascending_order_and_resume(tiny_corpus, tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from tvm_bsp.speech import experiment, experiment_rows
+    from tvm_bsp.experiments.table1 import rows as experiment_rows
+    from tvm_bsp.experiments.table1 import run as experiment
 
     corpus, _ = tiny_corpus
     starts: dict[float, dict] = {}
@@ -342,7 +343,7 @@ def test_first_row_of_a_chain_retrains_longer():
 def test_a_chain_trains_its_first_row_for_first_retrain_epochs(tiny_corpus, tmp_path):
     from dataclasses import replace
 
-    from tvm_bsp.speech import experiment
+    from tvm_bsp.experiments.table1 import run as experiment
 
     corpus, _ = tiny_corpus
     config = _tiny_experiment(rates=(10, 29), methods=("bsp",))
@@ -361,7 +362,7 @@ def test_a_chain_trains_its_first_row_for_first_retrain_epochs(tiny_corpus, tmp_
 def test_parallel_chains_give_the_records_of_one_process(tiny_corpus, tmp_path):
     """jobs=2 runs the bsp and magnitude chains in worker processes: the same rows, bit for
     bit, as one process; a rerun then trains nothing and reports every row as found."""
-    from tvm_bsp.speech.experiment import run_experiment
+    from tvm_bsp.experiments.table1.run import run_experiment
 
     corpus, _ = tiny_corpus
     config = _tiny_experiment(rates=(10, 29))
@@ -393,7 +394,7 @@ from dataclasses import replace
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_speech_train import _tiny_experiment
-from tvm_bsp.speech.experiment import run_experiment
+from tvm_bsp.experiments.table1.run import run_experiment
 config = _tiny_experiment(rates=(10, 29))
 config = replace(config, prune=replace(config.prune, retrain_epochs=400))
 run_experiment({work!r}, config, corpus_dir={corpus!r}, progress=False, echo=None, jobs=2)
@@ -446,7 +447,7 @@ def test_a_failing_chain_stops_the_others(tiny_corpus, tmp_path):
     import time
     from dataclasses import replace
 
-    from tvm_bsp.speech.experiment import run_experiment
+    from tvm_bsp.experiments.table1.run import run_experiment
 
     corpus, _ = tiny_corpus
     work = tmp_path / "work"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvm_bsp.tune.block_search import (
+from tvm_bsp.experiments.block_search import (
     SearchSettings,
     block_search,
     format_table,

@@ -91,8 +91,8 @@ def _tune_parser() -> argparse.ArgumentParser:
 
 
 def test_rnn_candidates_default_first() -> None:
-    from tvm_bsp.ops.rnn_knobs import RNNKnobs, default_knobs, knob_space
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.rnn_knobs import RNNKnobs, default_knobs, knob_space
+    from tvm_bsp.kernels.targets import resolve_target
 
     tgt = resolve_target("host")
     cands = rnn_candidates("host", 6, seed=1)

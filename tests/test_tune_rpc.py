@@ -54,7 +54,7 @@ def _reapply_in_fresh_process(db: Path, npz: Path, target: str) -> dict:
         f"""
         import json, numpy as np
         from tvm_bsp.bspc import load_bspc
-        from tvm_bsp.ops.build import build_spmm
+        from tvm_bsp.kernels.build import build_spmm
         from tvm_bsp.tune import apply_best
         b = load_bspc({str(npz)!r})
         cfg = apply_best({str(db)!r}, b, 1, {target!r}, None)
@@ -148,7 +148,7 @@ def test_tune_arm64_rpc_under_qemu(tmp_path: Path) -> None:
 
     from tvm_bsp.bspc import save_bspc
     from tvm_bsp.devices.aarch64 import require_arm64
-    from tvm_bsp.ops.build import build_spmm
+    from tvm_bsp.kernels.build import build_spmm
 
     require_arm64()
     b = _matrix(64, 64, seed=7)

@@ -9,7 +9,7 @@ module                 commands
 =====================  ===================================================================
 :mod:`.command`        ``build_parser``, ``main``: the command and its subcommands
 :mod:`.args`           option groups and converters shared by the subcommands
-:mod:`.demo`           ``demo`` (the driver: :mod:`tvm_bsp.demo.run`)
+:mod:`.demo`           ``demo`` (the driver: :mod:`tvm_bsp.experiments.demo.run`)
 :mod:`.speech`         ``train``, ``prune``
 :mod:`.tune`           ``tune``, ``rpc-server``
 :mod:`.block_search`   ``tune --block-search`` and ``scripts/block_search.py``

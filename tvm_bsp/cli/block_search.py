@@ -1,6 +1,6 @@
 """Command line of the block-size search (``scripts/block_search.py``, ``tvm-bsp tune
 --block-search``): find the model and its corpus, run
-:func:`tvm_bsp.tune.block_search.block_search`, print the table, write the JSON records and
+:func:`tvm_bsp.experiments.block_search.block_search`, print the table, write the JSON records and
 the plot."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tvm_bsp.tune.block_search import (
+from tvm_bsp.experiments.block_search import (
     SearchSettings,
     block_search,
     format_table,

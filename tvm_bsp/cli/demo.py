@@ -1,4 +1,4 @@
-"""``tvm-bsp demo``: the parser and its handler; the driver is :mod:`tvm_bsp.demo.run`.
+"""``tvm-bsp demo``: the parser and its handler; the driver is :mod:`tvm_bsp.experiments.demo.run`.
 
 Exit codes: 0 success (arm64 skipped with a note when the emulator is not set up), 1 a
 failure with a message on stderr, 2 bad usage.
@@ -71,12 +71,12 @@ def add_demo_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def handle(args: argparse.Namespace) -> int:
     """Handler of ``tvm-bsp demo``."""
-    from tvm_bsp.demo.sizes import run_demo as run_sizes
+    from tvm_bsp.experiments.demo.sizes import run_demo as run_sizes
 
     if args.sizes_only:
         rates = args.rates or paper_rates(_DEFAULT_SIZE_RATES)
         return run_sizes(rates, args.seed, args.json)
-    from tvm_bsp.demo.run import run_full
+    from tvm_bsp.experiments.demo.run import run_full
 
     try:
         return run_full(args)

@@ -9,7 +9,7 @@
     runner (:mod:`tvm_bsp.runtime.runner`) on it: here, under qemu for ``arm64`` when the
     emulator is set up, else print the command for the device.
 ``tvm-bsp bench gru|spmv [--quick] [--json PATH]``
-    The benchmarks of :mod:`tvm_bsp.bench`.
+    The benchmarks of :mod:`tvm_bsp.experiments.bench`.
 
 Exit codes: 0 success, 1 a failure (message on stderr), 2 bad usage. Heavy imports (torch,
 TVM's compiler) happen inside the handlers.
@@ -76,7 +76,7 @@ def add_deploy_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``tvm-bsp bench gru|spmv``; return its parser."""
-    from tvm_bsp.bench import gru, spmv
+    from tvm_bsp.experiments.bench import gru, spmv
 
     p = subparsers.add_parser(
         "bench",

@@ -134,7 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
     """Handler of ``tvm-bsp train``."""
     import torch
 
-    from tvm_bsp.speech.experiment import ExperimentConfig, choose_decoding
+    from tvm_bsp.experiments.table1.run import ExperimentConfig, choose_decoding
     from tvm_bsp.speech.model import AcousticModel, ModelConfig, save_model
     from tvm_bsp.speech.train import evaluate_per, train_model
 

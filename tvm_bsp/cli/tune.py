@@ -13,7 +13,7 @@ Records are appended to the database ``DIR`` (rerunning resumes). Without ``--tr
 candidates run on this machine (host targets).
 
 ``tvm-bsp tune --block-search [--grids 6x4,12x8] [--rates 10,20] --json PATH --plot PATH
-[--quick] DENSE_MODEL`` runs the block-size search (:mod:`tvm_bsp.tune.block_search`).
+[--quick] DENSE_MODEL`` runs the block-size search (:mod:`tvm_bsp.experiments.block_search`).
 
 ``tvm-bsp rpc-server --tracker HOST:PORT --key KEY [--host 127.0.0.1]`` runs
 ``python -m tvm.exec.rpc_server`` registered with the tracker (loopback by default).

@@ -32,7 +32,7 @@ from tvm_bsp.bspc.grid import stripe_bounds
 from tvm_bsp.bspc.io import load_bspc
 from tvm_bsp.bspc.matrix import BSPCMatrix
 from tvm_bsp.frontend.model import RNNModel
-from tvm_bsp.ops.rnn_pack import bspc_scale_rows
+from tvm_bsp.kernels.rnn_pack import bspc_scale_rows
 
 Grid = tuple[int, int]
 BSPCSource = None | str | os.PathLike | Mapping[str, Any]

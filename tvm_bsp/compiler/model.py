@@ -18,7 +18,7 @@ from tvm_bsp.compiler.bspc_sources import BSPCSource, Grid, resolve_bspc
 from tvm_bsp.frontend.model import RNNModel
 from tvm_bsp.frontend.relax_import import to_relax
 from tvm_bsp.frontend.torch_import import from_torch, select_submodule
-from tvm_bsp.ops.rnn_knobs import default_knobs, is_aarch64
+from tvm_bsp.kernels.rnn_knobs import default_knobs, is_aarch64
 from tvm_bsp.passes.pipeline import check_target, rnn_pipeline
 from tvm_bsp.records.layers import resolve_tuned, suggested_knobs, with_suggestions
 from tvm_bsp.runtime.session import META_FORMAT, META_VERSION, Session
@@ -28,7 +28,7 @@ _SESSION_LOCK = threading.Lock()
 
 
 def _target(target: TargetLike) -> tvm.target.Target:
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.targets import resolve_target
 
     return resolve_target(target)
 
@@ -186,7 +186,8 @@ def compile_model(
     target : str, dict or tvm.target.Target
         ``"host"``, ``"arm64"`` (cross-compiled; run it with :func:`tvm_bsp.runtime.load` on
         the device), any ``llvm`` target, or ``"opencl-mali"`` / ``"opencl-adreno"`` / an
-        ``opencl`` target (the OpenCL kernels of :mod:`tvm_bsp.ops.rnn_gpu`, aarch64 host by
+        ``opencl`` target (the OpenCL kernels of
+        :mod:`tvm_bsp.kernels.opencl.sequence`, aarch64 host by
         default; not runnable here: ``export`` it for the device).
     bspc : None, "auto", directory or mapping
         Which weights are BSPC (see :mod:`tvm_bsp.compiler.bspc_sources`).

@@ -14,7 +14,7 @@ name               TVM target (JSON dict form)                  ``.so`` linked b
 ``TVM_BSP_ARM64_CXX``); the Android targets use :mod:`tvm.support.ndk`, which needs
 ``TVM_NDK_CC`` (e.g. ``$NDK/toolchains/llvm/prebuilt/linux-x86_64/bin/
 aarch64-linux-android28-clang``). :func:`export_library` writes the file atomically.
-:func:`tvm_bsp.schedules.targets.resolve_target` keeps resolving ``host``, ``arm64`` and the
+:func:`tvm_bsp.kernels.targets.resolve_target` keeps resolving ``host``, ``arm64`` and the
 OpenCL names for the kernels; this module adds Android and the export/run facts.
 """
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import tvm
 
+from tvm_bsp.kernels.opencl.knobs import GPU_KNOBS_ATTR, default_gpu_rnn_knobs
 from tvm_bsp.passes.attach_schedules import TARGET_ATTR
 from tvm_bsp.passes.knob_table import knob_table
-from tvm_bsp.schedules.gpu_rnn import GPU_KNOBS_ATTR, default_gpu_rnn_knobs
 
 
 def AttachOpenCLSchedules(
@@ -19,7 +19,7 @@ def AttachOpenCLSchedules(
 ) -> tvm.transform.Pass:
     """The OpenCL counterpart of :func:`~tvm_bsp.passes.AttachSchedules`.
 
-    Records the target and the knobs of :mod:`tvm_bsp.schedules.gpu_rnn` (device defaults,
+    Records the target and the knobs of :mod:`tvm_bsp.kernels.opencl.knobs` (device defaults,
     then ``tuned`` per weight name or ``"*"``, then ``defaults``, which win as on the CPU:
     :func:`~tvm_bsp.passes.knob_table.knob_table`) as module attributes that
     :func:`~tvm_bsp.passes.LowerRNN` reads to instantiate the OpenCL kernels.

@@ -8,7 +8,7 @@ from typing import Any
 
 import tvm
 
-from tvm_bsp.ops.rnn_knobs import RNNKnobs, default_knobs
+from tvm_bsp.kernels.rnn_knobs import RNNKnobs, default_knobs
 from tvm_bsp.passes.knob_table import knob_table
 
 #: Module attribute holding the target (a ``tvm.target.Target``).
@@ -24,8 +24,8 @@ def AttachSchedules(
 ) -> tvm.transform.Pass:
     """Attach the target's schedule template configuration to the module.
 
-    The kernels of :mod:`tvm_bsp.ops` are templates with knobs
-    (:class:`tvm_bsp.ops.rnn_knobs.RNNKnobs`); this pass records which target they are for
+    The kernels of :mod:`tvm_bsp.kernels` are templates with knobs
+    (:class:`tvm_bsp.kernels.rnn_knobs.RNNKnobs`); this pass records which target they are for
     and which knob values each layer uses, as module attributes that
     :func:`~tvm_bsp.passes.LowerRNN` reads.
 

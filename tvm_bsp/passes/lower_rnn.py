@@ -10,10 +10,11 @@ import tvm
 from tvm import relax
 
 from tvm_bsp.frontend.relax_import import LINEAR_OP, RNN_OPS
-from tvm_bsp.ops.layer_weights import LayerWeights, Weight
-from tvm_bsp.ops.rnn_gpu_kernels import gpu_linear_kernel, gpu_sequence_kernel
-from tvm_bsp.ops.rnn_kernels import linear_kernel, sequence_kernel
-from tvm_bsp.ops.rnn_knobs import RNNKnobs
+from tvm_bsp.kernels.cpu.rnn import linear_kernel, sequence_kernel
+from tvm_bsp.kernels.layer_weights import LayerWeights, Weight
+from tvm_bsp.kernels.opencl.knobs import GPURNNKnobs, gpu_knobs_of
+from tvm_bsp.kernels.opencl.rnn import gpu_linear_kernel, gpu_sequence_kernel
+from tvm_bsp.kernels.rnn_knobs import RNNKnobs
 from tvm_bsp.passes.attach_schedules import TARGET_ATTR, knobs_of
 from tvm_bsp.passes.ir_utils import (
     BSPC_OP,
@@ -23,7 +24,6 @@ from tvm_bsp.passes.ir_utils import (
     extern_name,
     is_constant,
 )
-from tvm_bsp.schedules.gpu_rnn import GPURNNKnobs, gpu_knobs_of
 
 _CELLS = {op: cell for cell, op in RNN_OPS.items()}
 
@@ -158,12 +158,13 @@ def LowerRNN() -> tvm.transform.Pass:
     """Lower the placeholders of :mod:`tvm_bsp.frontend.relax_import` to kernel calls.
 
     Each recurrent layer becomes two ``call_tir``: the input projection of all frames as one
-    mat-mat product (:mod:`tvm_bsp.ops.rnn_linear`; the biases that do not depend on the state
+    mat-mat product (:mod:`tvm_bsp.kernels.cpu.linear`; the biases that do not depend on the state
     folded into it) and the sequence kernel with the time loop inside
-    (:func:`tvm_bsp.ops.cpu_sequence.cpu_sequence`, its weight form chosen by whether the
+    (:func:`tvm_bsp.kernels.cpu.sequence.cpu_sequence`, its weight form chosen by whether the
     recurrent weight is dense or in BSPC form). Each dense layer becomes one mat-mat call.
     For an OpenCL target (recorded by :func:`~tvm_bsp.passes.AttachOpenCLSchedules`)
-    the kernels are those of :mod:`tvm_bsp.ops.rnn_gpu` (same signatures up to the packed
+    the kernels are those of
+    :mod:`tvm_bsp.kernels.opencl.sequence` (same signatures up to the packed
     constants: a host loop over time launching per-step device kernels).
     Weights are packed into the kernels' layouts as new constants (once per weight, shared by
     the functions that use it); the originals die (dead-code elimination runs at the end).

@@ -8,11 +8,11 @@ from typing import Any
 import tvm
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.kernels.opencl.knobs import is_opencl
 from tvm_bsp.passes.attach_opencl_schedules import AttachOpenCLSchedules
 from tvm_bsp.passes.attach_schedules import AttachSchedules
 from tvm_bsp.passes.lower_rnn import LowerRNN
 from tvm_bsp.passes.sparsify import SparsifyWeights
-from tvm_bsp.schedules.gpu_rnn import is_opencl
 
 
 def check_target(model: Any, target: tvm.target.Target) -> None:
@@ -48,7 +48,7 @@ def rnn_pipeline(
     ----------
     target : tvm.target.Target
         An ``llvm`` target (CPU kernels) or an ``opencl`` target (the OpenCL kernels of
-        :mod:`tvm_bsp.ops.rnn_gpu`, knobs attached by :func:`AttachOpenCLSchedules`).
+        :mod:`tvm_bsp.kernels.opencl.sequence`, knobs attached by :func:`AttachOpenCLSchedules`).
     bspc : mapping, optional
         ``{parameter name: BSPCMatrix}``; other weights stay dense.
     tuned : mapping, optional

@@ -76,7 +76,7 @@ def structure_fingerprint(bspc: BSPCMatrix) -> str:
 
 
 def _target_str(target: Any) -> str:
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.targets import resolve_target
 
     return str(resolve_target(target))
 
@@ -281,9 +281,9 @@ def apply_best(
     config = best_config(db, bspc, batch, target, epilogue)
     if config is None:
         return None
-    from tvm_bsp.ops.matmat import spmm_template
-    from tvm_bsp.schedules.knobs import resolve_config
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.knobs import resolve_config
+    from tvm_bsp.kernels.matmat import spmm_template
+    from tvm_bsp.kernels.targets import resolve_target
 
     knobs = spmm_template(resolve_target(target)).knobs(batch, bspc)
     try:

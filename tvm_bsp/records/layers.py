@@ -1,7 +1,7 @@
 """Tuned records of RNN layers: workloads and the lookup ``compile_model`` applies.
 
 A recurrent layer compiles into two kernels (the input projection and the sequence kernel
-with the time loop) that share one :class:`~tvm_bsp.ops.rnn_knobs.RNNKnobs` config, keyed by
+with the time loop) that share one :class:`~tvm_bsp.kernels.rnn_knobs.RNNKnobs` config, keyed by
 the layer's ``weight_hh`` parameter name (:func:`tvm_bsp.passes.AttachSchedules`). Its
 *workload* is what the config's speed depends on::
 
@@ -39,7 +39,7 @@ __all__ = [
 
 
 def _target_str(target: Any) -> str:
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.targets import resolve_target
 
     return str(resolve_target(target))
 
@@ -122,7 +122,7 @@ def tuned_records(
     FileNotFoundError
         If ``db`` is a path that does not exist.
     """
-    from tvm_bsp.ops.rnn_knobs import RNNKnobs
+    from tvm_bsp.kernels.rnn_knobs import RNNKnobs
 
     if not isinstance(db, TuningDatabase):
         if not os.path.isdir(db):
@@ -146,7 +146,7 @@ def suggested_knobs(
 ) -> dict[str, dict[str, Any]]:
     """Untuned per-layer knob defaults that depend on the layer's BSPC structure.
 
-    Today the panel height: :func:`~tvm_bsp.ops.rnn_knobs.suggest_lanes` of the layer's
+    Today the panel height: :func:`~tvm_bsp.kernels.rnn_knobs.suggest_lanes` of the layer's
     BSPC weights (short row stripes want short panels).
 
     Parameters
@@ -163,8 +163,8 @@ def suggested_knobs(
         ``{weight_hh parameter name: {"lanes": P}}`` for the layers whose suggestion differs
         from the target's default.
     """
-    from tvm_bsp.ops.rnn_knobs import default_knobs, suggest_lanes
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.rnn_knobs import default_knobs, suggest_lanes
+    from tvm_bsp.kernels.targets import resolve_target
 
     tgt = resolve_target(target)
     if tgt.kind.name != "llvm":

@@ -21,7 +21,8 @@ another way:
 
 So the device code that runs is TVM's, on a real OpenCL implementation (POCL on the CPU); the
 host-side launch is a re-creation from the lowered IR, not TVM's own OpenCL runtime. Serial host
-loops around kernel launches (e.g. the time loop of :mod:`tvm_bsp.ops.rnn_gpu`) are re-created
+loops around kernel launches (e.g. the time loop of
+:mod:`tvm_bsp.kernels.opencl.sequence`) are re-created
 too: the loop variable is bound while the body's launches are enqueued, its bounds are
 evaluated from the scalar parameters and symbolic shapes, and the in-order queue orders the
 launches of consecutive iterations. Other host code (parallel or unrolled host loops,

@@ -50,8 +50,8 @@ def rnn_candidates(
     list of dict
         ``RNNKnobs`` dictionaries; the first is what ``compile_model`` uses without records.
     """
-    from tvm_bsp.ops.rnn_knobs import default_knobs, knob_space
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.rnn_knobs import default_knobs, knob_space
+    from tvm_bsp.kernels.targets import resolve_target
 
     tgt = resolve_target(target)
     base = default_knobs(tgt).updated(defaults)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-#: Entry function of the BSPC kernels (``tvm_bsp.ops.build.SPMM_ENTRY``).
+#: Entry function of the BSPC kernels (``tvm_bsp.kernels.build.SPMM_ENTRY``).
 ENTRY = "bspc_spmm"
 ARGS_SUFFIX = ".args.npz"
 

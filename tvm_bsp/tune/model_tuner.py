@@ -1,9 +1,9 @@
 """Tune the knobs of every recurrent layer of a model for streaming, locally or over RPC.
 
-For each layer, candidate :class:`~tvm_bsp.ops.rnn_knobs.RNNKnobs` configs
+For each layer, candidate :class:`~tvm_bsp.kernels.rnn_knobs.RNNKnobs` configs
 (:func:`~tvm_bsp.tune.layers.rnn_candidates`: the untuned default first, so the best is
 never slower than the default, then random configs of
-:func:`~tvm_bsp.ops.rnn_knobs.knob_space`) are compiled as a one-layer model with
+:func:`~tvm_bsp.kernels.rnn_knobs.knob_space`) are compiled as a one-layer model with
 :func:`tvm_bsp.compile_model` (its BSPC weights as in the full model), exported as a ``.so``
 (cross-compiled for arm64: devices have no compiler), and timed by the shared
 :class:`~tvm_bsp.tune.runner.Measurer` (MetaSchedule's ``RPCRunner``): the per-frame
@@ -82,7 +82,7 @@ def _target_and_export(target: Any) -> tuple[Any, Callable[[Any, str], Any]]:
     """The target and how to link a candidate: a named deploy target (``android-arm64``:
     the NDK compiler of ``TVM_NDK_CC``) through :mod:`tvm_bsp.deploy.targets`, anything
     else through ``CompiledModel.export`` (GNU cross compiler for arm64)."""
-    from tvm_bsp.schedules.targets import TARGET_NAMES, resolve_target
+    from tvm_bsp.kernels.targets import TARGET_NAMES, resolve_target
 
     if isinstance(target, str) and target not in TARGET_NAMES:
         try:

@@ -181,7 +181,7 @@ def check_runnable(tgt: Any, remote: bool, key: str | None) -> None:
     ValueError
         Naming the problem.
     """
-    from tvm_bsp.schedules.targets import is_arm
+    from tvm_bsp.kernels.targets import is_arm
 
     if remote and not key:
         raise ValueError("a tracker needs a device key")
@@ -192,7 +192,7 @@ def check_runnable(tgt: Any, remote: bool, key: str | None) -> None:
 
 def arm_export(tgt: Any) -> bool:
     """Whether libraries for ``tgt`` are linked by the aarch64 cross compiler."""
-    from tvm_bsp.schedules.targets import is_arm
+    from tvm_bsp.kernels.targets import is_arm
 
     return bool(is_arm(tgt.host if tgt.kind.name != "llvm" and tgt.host else tgt))
 

@@ -1,6 +1,6 @@
 """Knob search for the BSPC kernel with MetaSchedule's builder and runner, locally or over RPC.
 
-The kernel is the target's mat-mat kernel (:mod:`tvm_bsp.ops.matmat`), the one
+The kernel is the target's mat-mat kernel (:mod:`tvm_bsp.kernels.matmat`), the one
 ``compile_model`` ships for input projections and dense heads, so a tuned config is a set of
 layer knobs it accepts. Why not ``ms.tune_tir`` with ``sample_categorical`` decisions: every
 knob is baked into the generated kernel, and several (``lanes``, the ``k_split`` padding of
@@ -65,8 +65,8 @@ def candidate_configs(
         Full configs of ``spmm_template(target).knobs(batch, bspc)``, the untuned choice
         first.
     """
-    from tvm_bsp.ops.matmat import spmm_template
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.matmat import spmm_template
+    from tvm_bsp.kernels.targets import resolve_target
 
     template = spmm_template(resolve_target(target))
     knobs = template.knobs(batch, bspc)
@@ -135,7 +135,7 @@ def tune_spmm(
     batch : int
         Frames per call.
     target : str, dict or tvm.target.Target
-        ``"host"``, ``"arm64"``, ... (:func:`tvm_bsp.schedules.targets.resolve_target`).
+        ``"host"``, ``"arm64"``, ... (:func:`tvm_bsp.kernels.targets.resolve_target`).
     epilogue : {None, "none", "sigmoid", "tanh"}
     trials : int
         Candidate configs of this search (measured or already in the database).
@@ -172,8 +172,8 @@ def tune_spmm(
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
-    from tvm_bsp.ops.build import SPMM_ENTRY, spmm_prim_func
-    from tvm_bsp.schedules.targets import resolve_target
+    from tvm_bsp.kernels.build import SPMM_ENTRY, spmm_prim_func
+    from tvm_bsp.kernels.targets import resolve_target
 
     say = log or (lambda _msg: None)
     db = db if isinstance(db, TuningDatabase) else TuningDatabase(db)

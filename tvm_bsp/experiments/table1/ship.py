@@ -27,7 +27,7 @@ MANIFEST = "manifest.json"
 
 def shipped_dir() -> Path:
     """The folder of the models shipped with the package (``tvm_bsp/pretrained/table1``)."""
-    return Path(__file__).resolve().parent.parent / "pretrained" / "table1"
+    return Path(__file__).resolve().parents[2] / "pretrained" / "table1"
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -235,19 +235,35 @@ def matmat_families(results: Path) -> str:
 
 
 def refactor_ab(results: Path) -> str:
-    """``scripts/bench_ab.py``: ``bench_gru`` from the tree before issue 12's redesign and after."""
+    """``scripts/bench_ab.py --libraries``: ``bench_gru``'s builds before and after a redesign."""
     doc = _load(results, "bench_ab_redesign.json")
     rows = [[r["mode"], "dense" if r["rate"] == 1 else f"{r['rate']}x", r["impl"],
-             str(r["threads"]), _num(r["before_us"]), _num(r["after_us"]), _num(r["ratio"], 3)]
-            for r in doc["records"]]  # fmt: skip
+             str(r["threads"]), _num(r["before_us"]), _num(r["after_us"]), _num(r["ratio"], 3),
+             _num(r["min_ratio"], 3)] for r in doc["records"]]  # fmt: skip
     ratios = [r["ratio"] for r in doc["records"]]
-    return (
-        f"`results/bench_ab_redesign.json`: `scripts/bench_gru.py {' '.join(doc['bench_args'])}` "
-        f"from the tree before ({doc.get('before_rev', 'before')}) and after "
-        f"({doc.get('after_rev', 'after')}), {doc['rounds']} rounds each, alternating; medians "
-        f"in µs per frame; after / before from {min(ratios):.3f} to {max(ratios):.3f}:\n\n"
-        + _table(["mode", "rate", "impl", "threads", "before", "after", "after / before"], rows)
+    text = (
+        f"`results/bench_ab_redesign.json` (`scripts/bench_ab.py --libraries`): the builds of "
+        f"`bench_gru --quick` compiled by the tree before ({doc['before_rev']}) and after "
+        f"({doc['after_rev']}), exported, loaded in one process and called alternately, "
+        f"{doc['rounds']} calls of {doc['frames']} frames each per mode; µs per frame, medians; "
+        f"after / before from {min(ratios):.3f} to {max(ratios):.3f}:\n\n"
     )
+    head = ["mode", "rate", "impl", "threads", "before", "after", "after / before",
+            "minima after / before"]
+    text += _table(head, rows)
+    rounds = results / "bench_ab_redesign.rounds.json"
+    if rounds.is_file():
+        other = json.loads(rounds.read_text())
+        r = [x["ratio"] for x in other["records"]]
+        text += (
+            f"\n\nThe same builds timed by whole `bench_gru {' '.join(other['bench_args'])}` runs "
+            f"of each tree, {other['rounds']} alternating rounds "
+            f"(`results/bench_ab_redesign.rounds.json`): after / before of the medians "
+            f"{min(r):.2f}-{max(r):.2f}, within the rounds' own spread (a build's rounds differ "
+            "by up to 2x on this shared VM), which is why the interleaved calls above are the "
+            "measurement."
+        )
+    return text
 
 
 TRAINING_NAMES = {

@@ -34,13 +34,14 @@ import numpy as np
 import tvm
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
-from tvm_bsp.kernels.cpu.rnn import LINEAR_PANEL_ARRAYS, linear_kernel
+from tvm_bsp.kernels.cpu.rnn import LINEAR_PANEL_ARRAYS
 from tvm_bsp.kernels.knobs import Knob, resolve_config
 from tvm_bsp.kernels.layer_weights import Weight
 from tvm_bsp.kernels.opencl.knobs import GPU_RNN_KNOBS, GPURNNKnobs, default_gpu_rnn_knobs
-from tvm_bsp.kernels.opencl.rnn import GPU_PANEL_ARRAYS, gpu_linear_kernel
+from tvm_bsp.kernels.opencl.rnn import GPU_PANEL_ARRAYS
 from tvm_bsp.kernels.rnn_knobs import TUNABLE_CHOICES, RNNKnobs, default_knobs, suggest_lanes
-from tvm_bsp.kernels.targets import family, host_target
+from tvm_bsp.kernels.rules import TargetKernels, kernels_for
+from tvm_bsp.kernels.targets import host_target
 
 #: PrimFunc parameters of the CPU BSPC kernel (the output ``y`` last).
 CPU_SPMM_ARGS = ("x", *LINEAR_PANEL_ARRAYS, "bias", "y")
@@ -66,49 +67,36 @@ def _with(choices: tuple[int, ...], default: int) -> tuple[int, ...]:
 class MatmatTemplate:
     """The mat-mat kernel template for one target and weight form.
 
+    What differs between targets comes from the target's :class:`TargetKernels` (the kernel
+    builder, the knob class) and from the subclass of its family (:class:`CPUMatmat`,
+    :class:`OpenCLMatmat`: parameter names and the knobs a tuner samples).
+
     Attributes
     ----------
     target : tvm.target.Target
-    family : str
-        ``"cpu"`` (``llvm``) or ``"gpu"`` (OpenCL).
+    kernels : TargetKernels
+        The target's kernels (:func:`tvm_bsp.kernels.rules.kernels_for`).
     sparse : bool
         BSPC weight (True) or dense.
     """
 
     target: tvm.target.Target
-    family: str
+    kernels: TargetKernels
     sparse: bool
+
+    @property
+    def family(self) -> str:
+        """``"cpu"`` (``llvm``) or ``"gpu"`` (OpenCL)."""
+        return self.kernels.family
 
     @property
     def arg_names(self) -> tuple[str, ...]:
         """PrimFunc parameter names in order (``x`` first, ``y`` last)."""
-        if self.family == "gpu":
-            return GPU_ARGS
-        return CPU_SPMM_ARGS if self.sparse else DENSE_ARGS
+        raise NotImplementedError
 
     def knobs(self, batch: int, matrix: BSPCMatrix | None = None) -> list[Knob]:
         """The knobs (choices and defaults) for ``batch`` frames (``matrix``: its lanes)."""
-        if self.family == "gpu":
-            base = default_gpu_rnn_knobs(self.target)
-            return [
-                Knob(k.name, k.choices, getattr(base, k.name), k.doc)
-                for k in GPU_RNN_KNOBS
-                if k.name in GPU_MATMAT_KNOBS
-            ]
-        base = default_knobs(self.target)
-        lanes = suggest_lanes([matrix], self.target) if matrix is not None else base.lanes
-        frames = (base.frames,) if batch == 1 else _with(FRAMES, base.frames)
-        macs = base.min_parallel_macs
-        return [
-            Knob("lanes", _with(LANES, lanes), lanes, "rows per panel = vector lanes"),
-            Knob("frames", frames, base.frames, "frames per register tile"),
-            Knob("k_split", _with(K_SPLITS, base.k_split), base.k_split,
-                 "accumulators over a panel's columns for a frame outside the tiles"),
-            Knob("threads", _with(THREADS, base.threads), base.threads,
-                 "thread groups: balanced row stripes (BSPC), panel ranges (dense)"),
-            Knob("min_parallel_macs", _with(TUNABLE_CHOICES["min_parallel_macs"], macs), macs,
-                 "fewer multiply-adds per frame than this run on one thread"),
-        ]  # fmt: skip
+        raise NotImplementedError
 
     def config(
         self, batch: int, config: dict[str, Any] | None = None, matrix: BSPCMatrix | None = None
@@ -124,27 +112,72 @@ class MatmatTemplate:
 
     def kernel_knobs(self, config: dict[str, Any]) -> RNNKnobs | GPURNNKnobs:
         """The lowering's knob object for a full config."""
-        if self.family == "gpu":
-            return default_gpu_rnn_knobs(self.target).updated(config)
-        return default_knobs(self.target).updated(config)
+        return self.kernels.default_knobs(self.target).updated(config)
 
     def instantiate(
         self, weight: Weight, config: dict[str, Any], activation: str, bias: np.ndarray | None
     ) -> tuple[tvm.tirx.PrimFunc, dict[str, np.ndarray]]:
         """The kernel of ``weight`` for a full config, and its packed inputs by parameter name."""
         knobs = self.kernel_knobs(config)
-        make = gpu_linear_kernel if self.family == "gpu" else linear_kernel
-        func, consts, _rows = make(weight, bias, knobs, activation)
+        func, consts, _rows = self.kernels.linear_kernel(weight, bias, knobs, activation)
         return func, dict(zip(self.arg_names[1:-1], consts, strict=True))
+
+
+class CPUMatmat(MatmatTemplate):
+    """``llvm``: row panels of ``lanes`` rows (BSPC) or dense row panels."""
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return CPU_SPMM_ARGS if self.sparse else DENSE_ARGS
+
+    def knobs(self, batch: int, matrix: BSPCMatrix | None = None) -> list[Knob]:
+        base = default_knobs(self.target)
+        lanes = suggest_lanes([matrix], self.target) if matrix is not None else base.lanes
+        frames = (base.frames,) if batch == 1 else _with(FRAMES, base.frames)
+        macs = base.min_parallel_macs
+        return [
+            Knob("lanes", _with(LANES, lanes), lanes, "rows per panel = vector lanes"),
+            Knob("frames", frames, base.frames, "frames per register tile"),
+            Knob("k_split", _with(K_SPLITS, base.k_split), base.k_split,
+                 "accumulators over a panel's columns for a frame outside the tiles"),
+            Knob("threads", _with(THREADS, base.threads), base.threads,
+                 "thread groups: balanced row stripes (BSPC), panel ranges (dense)"),
+            Knob("min_parallel_macs", _with(TUNABLE_CHOICES["min_parallel_macs"], macs), macs,
+                 "fewer multiply-adds per frame than this run on one thread"),
+        ]  # fmt: skip
+
+
+class OpenCLMatmat(MatmatTemplate):
+    """``opencl``: one panel walk for BSPC and dense weights (dense as one-block BSPC)."""
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return GPU_ARGS
+
+    def knobs(self, batch: int, matrix: BSPCMatrix | None = None) -> list[Knob]:
+        base = default_gpu_rnn_knobs(self.target)
+        return [
+            Knob(k.name, k.choices, getattr(base, k.name), k.doc)
+            for k in GPU_RNN_KNOBS
+            if k.name in GPU_MATMAT_KNOBS
+        ]
+
+
+#: The template class of each kernel family.
+TEMPLATES: dict[str, type[MatmatTemplate]] = {"cpu": CPUMatmat, "gpu": OpenCLMatmat}
+
+
+def _template(target: tvm.target.Target | None, sparse: bool) -> MatmatTemplate:
+    target = target or host_target()
+    kernels = kernels_for(target)
+    return TEMPLATES[kernels.family](target, kernels, sparse)
 
 
 def spmm_template(target: tvm.target.Target | None = None) -> MatmatTemplate:
     """The BSPC template for a target (default: this host)."""
-    target = target or host_target()
-    return MatmatTemplate(target, family(target), True)
+    return _template(target, True)
 
 
 def dense_template(target: tvm.target.Target | None = None) -> MatmatTemplate:
     """The dense template for a target (default: this host)."""
-    target = target or host_target()
-    return MatmatTemplate(target, family(target), False)
+    return _template(target, False)

@@ -60,13 +60,22 @@ def _resolve_host(host: Any) -> tvm.target.Target:
 
 
 def family(target: tvm.target.Target) -> str:
-    """Template family of a target: ``"cpu"`` for ``llvm``, ``"gpu"`` for OpenCL."""
-    kind = target.kind.name
-    if kind == "llvm":
-        return "cpu"
-    if kind == "opencl":
-        return "gpu"
-    raise ValueError(f"no schedule template for target kind {kind!r} (llvm and opencl only)")
+    """Kernel family of a target: ``"cpu"`` for ``llvm``, ``"gpu"`` for OpenCL.
+
+    The answer of the first rule of :data:`tvm_bsp.kernels.rules.RULES` that serves it.
+
+    Raises
+    ------
+    ValueError
+        For a target no rule serves.
+    """
+    from tvm_bsp.kernels.rules import kernels_for
+
+    try:
+        return kernels_for(target).family
+    except NotImplementedError as err:
+        kind = target.kind.name
+        raise ValueError(f"no schedule template for target kind {kind!r}: {err}") from None
 
 
 def is_arm(target: tvm.target.Target) -> bool:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import tvm
 
 from tvm_bsp.kernels.rnn_knobs import RNNKnobs, default_knobs
+from tvm_bsp.kernels.rules import CPU_KERNELS, CPU_KNOBS_ATTR
 from tvm_bsp.passes.knob_table import knob_table
 
 #: Module attribute holding the target (a ``tvm.target.Target``).
 TARGET_ATTR = "tvm_bsp.target"
 #: Module attribute holding the knobs: JSON ``{"*": defaults, <weight var>: overrides}``.
-KNOBS_ATTR = "tvm_bsp.knobs"
+KNOBS_ATTR = CPU_KNOBS_ATTR
 
 
 def AttachSchedules(
@@ -70,8 +70,4 @@ def knobs_of(mod: tvm.IRModule, weight_var: str) -> RNNKnobs:
 
     Without :func:`AttachSchedules` the generic defaults of :class:`RNNKnobs` apply.
     """
-    attrs = mod.attrs
-    if attrs is None or KNOBS_ATTR not in attrs:
-        return RNNKnobs()
-    table = json.loads(str(attrs[KNOBS_ATTR]))
-    return RNNKnobs(**table.get(weight_var, table["*"]))
+    return CPU_KERNELS.attached_knobs(mod, weight_var)

@@ -10,12 +10,11 @@ import tvm
 from tvm import relax
 
 from tvm_bsp.frontend.relax_import import LINEAR_OP, RNN_OPS
-from tvm_bsp.kernels.cpu.rnn import linear_kernel, sequence_kernel
 from tvm_bsp.kernels.layer_weights import LayerWeights, Weight
-from tvm_bsp.kernels.opencl.knobs import GPURNNKnobs, gpu_knobs_of
-from tvm_bsp.kernels.opencl.rnn import gpu_linear_kernel, gpu_sequence_kernel
+from tvm_bsp.kernels.opencl.knobs import GPURNNKnobs
 from tvm_bsp.kernels.rnn_knobs import RNNKnobs
-from tvm_bsp.passes.attach_schedules import TARGET_ATTR, knobs_of
+from tvm_bsp.kernels.rules import kernels_for
+from tvm_bsp.passes.attach_schedules import TARGET_ATTR
 from tvm_bsp.passes.ir_utils import (
     BSPC_OP,
     bspc_from_call,
@@ -62,14 +61,12 @@ class _Lowerer(relax.PyExprMutator):
         super().__init__(mod)
         self.mod_ = mod
         self.cache: dict[tuple, Any] = {}
-        target = (mod.attrs or {}).get(TARGET_ATTR)
-        self.opencl = target is not None and target.kind.name == "opencl"
+        # the kernels of the attached target (a module no attach pass has seen: the CPU's)
+        self.kernels = kernels_for((mod.attrs or {}).get(TARGET_ATTR))
 
     def knobs(self, weight_var: str) -> RNNKnobs | GPURNNKnobs:
-        """The attached knobs of a layer: OpenCL knobs for an OpenCL target."""
-        return (
-            gpu_knobs_of(self.mod_, weight_var) if self.opencl else knobs_of(self.mod_, weight_var)
-        )
+        """The attached knobs of a layer, of the target's knob class."""
+        return self.kernels.attached_knobs(self.mod_, weight_var)
 
     def cached(self, key: tuple, make: Callable[[], Any]) -> Any:
         """Build once per key: ``forward`` and ``step`` share weights, kernels and constants."""
@@ -95,8 +92,7 @@ class _Lowerer(relax.PyExprMutator):
     # -------------------------------------------------------------- lowering
     def linear(self, x2d, w: _Operand, bias: np.ndarray, knobs, key: tuple, name: str):
         def make():
-            build = gpu_linear_kernel if self.opencl else linear_kernel
-            func, consts, rows = build(w.value, bias, knobs)
+            func, consts, rows = self.kernels.linear_kernel(w.value, bias, knobs)
             return (func, [relax.const(c) for c in consts]), rows
 
         kernel, rows = self.cached(("linear", w.expr, knobs, *key), make)
@@ -111,10 +107,10 @@ class _Lowerer(relax.PyExprMutator):
         hr = _Operand(self, extra[0]) if extra else None
         scale = float(last.value) if cell == "kaldi_gru" else 1.0
         knobs = self.knobs(u.name)
-        if hr is not None and self.opencl:
+        if hr is not None and not self.kernels.projected_lstm:
             raise NotImplementedError(
-                f"LSTM projection ({hr.name}, proj_size > 0) is not supported on OpenCL "
-                "targets; compile it for a CPU (llvm) target"
+                f"LSTM projection ({hr.name}, proj_size > 0) is not supported on "
+                f"{self.kernels.name} targets; compile it for a CPU (llvm) target"
             )
         key = (cell, u.expr, bias.expr, rec.expr if rec else None, scale, knobs, layer)
         key += (hr.expr,) if hr is not None else ()
@@ -123,7 +119,7 @@ class _Lowerer(relax.PyExprMutator):
             b_hh = None if rec is None else rec.value
             proj = None if hr is None else hr.value
             weights = LayerWeights(cell, u.value, bias.value, b_hh, scale, layer, proj)
-            seq = (gpu_sequence_kernel if self.opencl else sequence_kernel)(weights, knobs)
+            seq = self.kernels.sequence_kernel(weights, knobs)
             outputs = getattr(seq, "outputs", seq.hidden)
             return (
                 (seq.func, [relax.const(c) for c in seq.consts]),

@@ -8,11 +8,14 @@ from typing import Any
 import tvm
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
-from tvm_bsp.kernels.opencl.knobs import is_opencl
+from tvm_bsp.kernels.rules import kernels_for
 from tvm_bsp.passes.attach_opencl_schedules import AttachOpenCLSchedules
 from tvm_bsp.passes.attach_schedules import AttachSchedules
 from tvm_bsp.passes.lower_rnn import LowerRNN
 from tvm_bsp.passes.sparsify import SparsifyWeights
+
+#: The pass that attaches the knobs of each kernel family.
+ATTACH_PASSES = {"cpu": AttachSchedules, "gpu": AttachOpenCLSchedules}
 
 
 def check_target(model: Any, target: tvm.target.Target) -> None:
@@ -28,11 +31,13 @@ def check_target(model: Any, target: tvm.target.Target) -> None:
     NotImplementedError
         For a projected LSTM (``proj_size > 0``) on an OpenCL target.
     """
-    if is_opencl(target) and model.proj_size:
+    kernels = kernels_for(target)
+    if model.proj_size and not kernels.projected_lstm:
         names = [d.name("weight_hr", k) for _, k, d in model.directions()]
         raise NotImplementedError(
             f"LSTM projection ({', '.join(names)}: proj_size={model.proj_size}) is not "
-            f"supported on OpenCL targets ({target.kind.name}); compile it for a CPU target"
+            f"supported on {kernels.name} targets ({target.kind.name}); compile it for a CPU "
+            "target"
         )
 
 
@@ -62,7 +67,7 @@ def rnn_pipeline(
         Apply it to the module of :func:`tvm_bsp.frontend.to_relax`; the result only needs
         ``tvm.compile``.
     """
-    attach = AttachOpenCLSchedules if is_opencl(target) else AttachSchedules
+    attach = ATTACH_PASSES[kernels_for(target).family]
     return tvm.transform.Sequential(
         [SparsifyWeights(bspc or {}), attach(target, tuned, knobs), LowerRNN()],
         name="tvm_bsp.rnn_pipeline",

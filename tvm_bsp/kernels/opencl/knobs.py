@@ -113,8 +113,6 @@ def gpu_knobs_of(mod: tvm.IRModule, weight_var: str) -> GPURNNKnobs:
 
     Without attached knobs the generic defaults of :class:`GPURNNKnobs` apply.
     """
-    attrs = mod.attrs
-    if attrs is None or GPU_KNOBS_ATTR not in attrs:
-        return GPURNNKnobs()
-    table = json.loads(str(attrs[GPU_KNOBS_ATTR]))
-    return GPURNNKnobs(**table.get(weight_var, table["*"]))
+    from tvm_bsp.kernels.rules import OPENCL_KERNELS  # the rules import this module
+
+    return OPENCL_KERNELS.attached_knobs(mod, weight_var)

@@ -13,6 +13,8 @@ Common to every target:
 - :mod:`.cell_math` (the gate math of every cell, written once), :mod:`.fast_math`,
   :mod:`.epilogue`, :mod:`.rnn_bias`, :mod:`.layer_weights`, :mod:`.sequence_parts`,
   :mod:`.tir_build`: the parts the generators compose;
+- :mod:`.rules`: which kernels serve a target (dlight-style rules, ``apply`` returns ``None``
+  when a rule does not serve it);
 - :mod:`.matmat`: the mat-mat kernel of each target as a template a tuner samples;
 - :mod:`.build`: PrimFuncs with their packed inputs, compiled kernels.
 

@@ -80,26 +80,13 @@ class TargetKernels:
         return self.knobs_type(**table.get(weight_var, table["*"]))
 
 
-CPU_KERNELS = TargetKernels(
-    family="cpu",
-    name="CPU (llvm)",
-    knobs_type=RNNKnobs,
-    knobs_attr=CPU_KNOBS_ATTR,
-    default_knobs=default_knobs,
-    linear_kernel=linear_kernel,
-    sequence_kernel=sequence_kernel,
-    projected_lstm=True,
-)
-OPENCL_KERNELS = TargetKernels(
-    family="gpu",
-    name="OpenCL",
-    knobs_type=GPURNNKnobs,
-    knobs_attr=GPU_KNOBS_ATTR,
-    default_knobs=default_gpu_rnn_knobs,
-    linear_kernel=gpu_linear_kernel,
-    sequence_kernel=gpu_sequence_kernel,
-    projected_lstm=False,
-)
+#: The CPU kernels (:mod:`tvm_bsp.kernels.cpu`).
+CPU_KERNELS = TargetKernels("cpu", "CPU (llvm)", RNNKnobs, CPU_KNOBS_ATTR, default_knobs,
+                            linear_kernel, sequence_kernel, projected_lstm=True)  # fmt: skip
+#: The OpenCL kernels (:mod:`tvm_bsp.kernels.opencl`); no LSTM projection.
+OPENCL_KERNELS = TargetKernels("gpu", "OpenCL", GPURNNKnobs, GPU_KNOBS_ATTR,
+                               default_gpu_rnn_knobs, gpu_linear_kernel, gpu_sequence_kernel,
+                               projected_lstm=False)  # fmt: skip
 
 
 class KernelRule(ABC):

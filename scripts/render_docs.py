@@ -266,6 +266,22 @@ def refactor_ab(results: Path) -> str:
     return text
 
 
+INT8_HEAD = ["model", "float32", "int8 weights", "int8 weights + activations", "int8 - float32"]
+
+
+def int8_accuracy(results: Path) -> str:
+    """``scripts/int8_accuracy.py``: test PER of the shipped models, float32 and int8."""
+    doc = _load(results, "int8_accuracy.json")
+    rows = [[m["model"], _num(m["fp32_per"], 2), _num(m["int8_weights_per"], 2),
+             _num(m["int8_per"], 2), f"{m['int8_per'] - m['fp32_per']:+.2f}"]
+            for m in doc["models"]]  # fmt: skip
+    return (
+        f"`results/int8_accuracy.json` (`{doc['command']}`): {doc['utterances']} test "
+        f"utterances ({doc['phones']} phones), scales `{doc['granularity']}`; PER %:\n\n"
+        + _table(INT8_HEAD, rows)
+    )
+
+
 TRAINING_NAMES = {
     "utterances fp32": "dense training: whole utterances, float32 (the old way)",
     "chunks fp32": "chunks, float32",
@@ -310,6 +326,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "spmv-2t": lambda results: _spmv(results, "bench_spmv_2t.json"),
     "matmat-families": matmat_families,
     "refactor-ab": refactor_ab,
+    "int8-accuracy": int8_accuracy,
     "training": training,
 }
 

@@ -28,6 +28,15 @@ def test_demo_writes_a_size_table_matching_an_independent_recount(tmp_path, caps
         # BSPC bytes: 4 per value plus the index arrays; at least the values themselves
         values = r["dense_bytes"] / 4 / r["achieved_rate"]
         assert values * 4 < r["bspc_bytes"] < r["csr_bytes"]
+        # int8 BSPC: the same indices, 1 byte per value instead of 4, plus float32 scales
+        assert r["int8_granularity"] in ("row", "block_row")
+        scale_bytes = r["int8_bspc_bytes"] - (r["bspc_bytes"] - 3 * values)
+        if r["int8_granularity"] == "row":  # one per output row
+            assert abs(scale_bytes - 4 * 3072) < 3 * values * 0.01
+        else:
+            assert scale_bytes > 4 * 3072
+        if r["matrix"] == "3072x1024":
+            assert r["int8_bspc_bytes"] < r["bspc_bytes"] / 2
         assert r["imbalance_2t"] <= r["imbalance_2t_before"] + 1e-9
 
 

@@ -2,7 +2,9 @@
 
 It prunes the reference GRU's weight matrices (RTMobile: 2 GRU layers of 1024, input
 39; torch's default initialisation, seeded) with BSP at the paper's rates, converts them to
-BSPC, and compares storage with scipy CSR/BSR and dense.
+BSPC, and compares storage with scipy CSR/BSR and dense. The int8 BSPC column is the same
+matrix with int8 values and float32 scales (:func:`tvm_bsp.bspc.quantize_bspc`, granularity
+``"auto"``): 1 byte per value, 4 per scale, the same index arrays.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tvm_bsp.bspc import (
     BSPCMatrix,
     atomic_write,
     load_balance,
+    quantize_bspc,
     scipy_bsr_nbytes,
     scipy_csr_nbytes,
 )
@@ -40,6 +43,8 @@ class SizeRow:
     grid: str
     achieved_rate: float
     bspc_bytes: int
+    int8_bspc_bytes: int
+    int8_granularity: str
     csr_bytes: int
     bsr_bytes: int
     dense_bytes: int
@@ -80,6 +85,7 @@ def size_table(rates: list[int], seed: int = 0) -> list[SizeRow]:
             bspc = BSPCMatrix.from_dense(w, mask, row_blocks, col_blocks)
             masked = np.where(mask, w, 0)
             balance = load_balance(bspc, 2)
+            int8 = quantize_bspc(bspc)
             rows.append(
                 SizeRow(
                     matrix=label.split()[1],
@@ -88,6 +94,8 @@ def size_table(rates: list[int], seed: int = 0) -> list[SizeRow]:
                     grid=f"{row_blocks}x{col_blocks}",
                     achieved_rate=round(bspc.compression, 2),
                     bspc_bytes=bspc.nbytes,
+                    int8_bspc_bytes=int8.nbytes,
+                    int8_granularity=int8.granularity,
                     csr_bytes=scipy_csr_nbytes(masked),
                     bsr_bytes=scipy_bsr_nbytes(masked),
                     dense_bytes=w.nbytes,
@@ -101,16 +109,19 @@ def size_table(rates: list[int], seed: int = 0) -> list[SizeRow]:
 def format_size_table(rows: list[SizeRow]) -> str:
     """Render the size table as Markdown."""
     head = (
-        "| matrix | rate | col rate | grid | achieved | BSPC KiB | CSR KiB | BSR(8x1) KiB "
-        "| dense KiB | dense/BSPC | CSR/BSPC | max/mean work, 2 threads (before -> after) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| matrix | rate | col rate | grid | achieved | BSPC KiB | int8 BSPC KiB | CSR KiB "
+        "| BSR(8x1) KiB | dense KiB | dense/BSPC | BSPC/int8 | CSR/BSPC "
+        "| max/mean work, 2 threads (before -> after) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
         lines.append(
             f"| {r.matrix} | {r.rate} | {r.col_rate:g} | {r.grid} | {r.achieved_rate:.1f} "
-            f"| {r.bspc_bytes / 1024:.1f} | {r.csr_bytes / 1024:.1f} | {r.bsr_bytes / 1024:.1f} "
+            f"| {r.bspc_bytes / 1024:.1f} | {r.int8_bspc_bytes / 1024:.1f} "
+            f"| {r.csr_bytes / 1024:.1f} | {r.bsr_bytes / 1024:.1f} "
             f"| {r.dense_bytes / 1024:.0f} | {r.dense_bytes / r.bspc_bytes:.1f} "
+            f"| {r.bspc_bytes / r.int8_bspc_bytes:.2f} "
             f"| {r.csr_bytes / r.bspc_bytes:.2f} | {r.imbalance_2t_before:.3f} -> "
             f"{r.imbalance_2t:.3f} |"
         )

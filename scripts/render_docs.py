@@ -266,6 +266,34 @@ def refactor_ab(results: Path) -> str:
     return text
 
 
+PADDING_LABELS = {"old": "plain, old lane rule", "grouped/suggested": "grouped, chosen lanes",
+                  "grouped/4": "grouped, 4 lanes"}  # fmt: skip
+
+
+def padding(results: Path) -> str:
+    """``scripts/bench_padding.py``: multiply-adds / non-zeros and stream time per panel order."""
+    doc = _load(results, "bench_padding.json")
+    by_rate: dict[int, dict[str, dict]] = {}
+    for r in doc["records"]:
+        by_rate.setdefault(r["rate"], {})[r["label"]] = r
+    labels = [k for k in PADDING_LABELS if any(k in v for v in by_rate.values())]
+
+    def cell(r: dict | None) -> str:
+        if r is None:
+            return ""
+        lanes = "/".join(str(x) for x in sorted(set(r["lanes"])))
+        return f"{r['ratio_all']:.2f} ({lanes}) · {r['stream_us']:.1f}"
+
+    rows = [[f"{rate}x", *(cell(v.get(k)) for k in labels)] for rate, v in sorted(by_rate.items())]
+    meta = doc["meta"]
+    return (
+        f"`results/bench_padding.json` ({meta['model']}, {meta['threads']} thread, one "
+        "process, builds side by side): multiply-adds per frame / stored values of the whole "
+        "model (lanes) · streamed µs per frame (median):\n\n"
+        + _table(["rate", *(PADDING_LABELS[k] for k in labels)], rows)
+    )
+
+
 INT8_HEAD = ["model", "float32", "int8 weights", "int8 weights + activations", "int8 - float32"]
 
 
@@ -327,6 +355,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "matmat-families": matmat_families,
     "refactor-ab": refactor_ab,
     "int8-accuracy": int8_accuracy,
+    "padding": padding,
     "training": training,
 }
 

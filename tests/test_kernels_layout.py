@@ -61,7 +61,7 @@ def _check_invariants(layout, matrix: BSPCMatrix) -> None:
     P=st.sampled_from([1, 3, 4, 8, 16]),
     K=st.sampled_from([1, 2, 4]),
     threads=st.integers(1, 5),
-    order=st.sampled_from(["reorder", "natural"]),
+    order=st.sampled_from(["reorder", "natural", "grouped"]),
     batch=st.integers(1, 3),
 )
 def test_packed_product_matches_dense(problem, P, K, threads, order, batch):

@@ -72,8 +72,13 @@ def _weights(rng, cell, H, sparse):
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "bspc"])
 @pytest.mark.parametrize(
     "knobs",
-    [RNNKnobs(lanes=8, threads=2, min_parallel_macs=0), RNNKnobs(lanes=16, threads=1)],
-    ids=["parallel", "serial"],
+    [
+        RNNKnobs(lanes=8, threads=2, min_parallel_macs=0),
+        RNNKnobs(lanes=16, threads=1),
+        RNNKnobs(lanes=4, threads=2, min_parallel_macs=0, panel_order="grouped"),
+        RNNKnobs(lanes=16, threads=1, k_split=1, panel_order="grouped"),
+    ],
+    ids=["parallel", "serial", "parallel-grouped", "serial-grouped"],
 )
 def test_sequence_kernel_matches_numpy(cell, sparse, knobs):
     rng = np.random.default_rng(7)
@@ -105,9 +110,13 @@ def test_sequence_kernel_matches_numpy(cell, sparse, knobs):
         np.testing.assert_allclose(outs[2], c, atol=2e-5)
 
 
-@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "bspc"])
+@pytest.mark.parametrize(
+    "sparse, order",
+    [(False, "plain"), (True, "plain"), (True, "grouped")],
+    ids=["dense", "bspc", "bspc-grouped"],
+)
 @pytest.mark.parametrize("activation", ["none", "relu", "tanh", "sigmoid"])
-def test_linear_kernel_any_frame_count(sparse, activation):
+def test_linear_kernel_any_frame_count(sparse, order, activation):
     rng = np.random.default_rng(3)
     M, K = 45, 19
     W = rng.standard_normal((M, K)).astype(np.float32)
@@ -118,7 +127,9 @@ def test_linear_kernel_any_frame_count(sparse, activation):
     else:
         weight = W
     b = rng.standard_normal(M).astype(np.float32)
-    knobs = RNNKnobs(lanes=16, frames=4, k_split=2, threads=2, min_parallel_macs=0)
+    knobs = RNNKnobs(
+        lanes=16, frames=4, k_split=2, threads=2, min_parallel_macs=0, panel_order=order
+    )
     func, consts, rows = linear_kernel(weight, b, knobs, activation)
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), TARGET)
     act = {

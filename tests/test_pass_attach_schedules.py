@@ -28,6 +28,7 @@ _EVERY = {
     "k_split": 2,
     "lanes": 8,
     "min_parallel_macs": 150_000,
+    "panel_order": "grouped",
     "threads": 4,
 }
 ARM64_TUNED_KNOBS = json.dumps({"*": _EVERY, "head_weight": {**_EVERY, "lanes": 4}}, sort_keys=True)

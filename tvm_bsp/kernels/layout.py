@@ -7,10 +7,13 @@ Panels
     Every row stripe's rows are put in an order (``row_order="reorder"``: the order of the
     matrix's ``reorder`` restricted to the stripe, i.e. rows of equal work side by side, heavy
     rows first; ``"natural"``: ascending row numbers) and cut into *panels* of ``P``
-    consecutive rows of that order, ``P`` = ``panel_rows``. The last panel of a stripe may have
-    fewer real rows; its other *lanes* are dummies that repeat lane 0 (same row, same values,
-    same bias), so they compute lane 0's result again and a kernel may store every lane without
-    a guard (the duplicate store writes the same value). A panel never spans two stripes.
+    consecutive rows of that order, ``P`` = ``panel_rows``; or (``"grouped"``,
+    :mod:`tvm_bsp.kernels.panel_groups`) packed into panels of rows kept by the same blocks,
+    each panel's rows ascending. A panel may have fewer than ``P`` real rows (the last of a
+    stripe; any panel of ``"grouped"``); its other *lanes* are dummies that repeat lane 0
+    (same row, same values, same bias), so they compute lane 0's result again and a kernel may
+    store every lane without a guard (the duplicate store writes the same value). A panel
+    never spans two stripes.
 Columns of a panel
     For each block of the stripe, in column-block order, that keeps at least one row of the
     panel, the block's kept columns are appended to the panel's column list (so a column is
@@ -50,8 +53,10 @@ padding group). Output rows with no stored value get ``act(bias)``.
 Kernels using the layout: vectorized over the ``P`` lanes on the CPU (the mat-mat kernel
 :mod:`tvm_bsp.kernels.cpu.linear`, the recurrent products of :mod:`tvm_bsp.kernels.cpu.products`),
 one OpenCL thread per lane (:mod:`tvm_bsp.kernels.opencl.products`). Zero padding
-(``padded_values / nnz``) grows with the row rate when ``P`` exceeds the kept rows of a block;
-:func:`panel_column_count` measures it without packing.
+(``padded_values / nnz``) grows with the row rate when ``P`` exceeds the kept rows of a block
+and when a panel's rows are kept by different blocks (what ``"grouped"`` avoids);
+:func:`panel_column_count` measures it without packing (:mod:`tvm_bsp.kernels.padding`
+tabulates it).
 """
 
 from __future__ import annotations
@@ -62,8 +67,9 @@ import numpy as np
 
 from tvm_bsp.bspc.balance import thread_partition
 from tvm_bsp.bspc.matrix import BSPCMatrix
+from tvm_bsp.kernels.panel_groups import grouped_panels
 
-ROW_ORDERS = ("reorder", "natural")
+ROW_ORDERS = ("reorder", "natural", "grouped")
 
 #: Packed arrays that are kernel inputs, in the order kernels take them (see the module doc).
 ARRAY_NAMES = ("thread_ptr", "panel_ptr", "panel_rows", "row_slot", "cols", "vals", "bias")
@@ -84,7 +90,7 @@ class PanelLayout:
     threads : int
         Number of thread groups the panels are split into.
     row_order : str
-        ``"reorder"`` or ``"natural"``.
+        One of :data:`ROW_ORDERS`.
     arrays : dict of str to numpy.ndarray
         The packed arrays named in :data:`ARRAY_NAMES`.
     """
@@ -169,8 +175,8 @@ def pack_panels(
         count times its unroll factor.
     threads : int
         Split the stripes into this many balanced groups (>= 1).
-    row_order : {"reorder", "natural"}
-        Row order inside a stripe before cutting it into panels.
+    row_order : {"reorder", "natural", "grouped"}
+        How a stripe's rows are put into panels (see the module docstring).
     bias : numpy.ndarray, optional
         ``(M,)`` bias added before the epilogue's activation; stored per lane.
 
@@ -184,12 +190,10 @@ def pack_panels(
         On a bad knob value or a bias of the wrong shape.
     """
     _check_positive(panel_rows=panel_rows, k_split=k_split, threads=threads)
-    if row_order not in ROW_ORDERS:
-        raise ValueError(f"row_order must be one of {ROW_ORDERS}, got {row_order!r}")
+    _check_order(row_order)
     M, _ = matrix.shape
     bias_rows = check_bias(bias, M)
     P = panel_rows
-    bounds = matrix.row_bounds
     reorder = matrix.reorder.astype(np.int64)
 
     thread_ptr = [0]
@@ -199,17 +203,12 @@ def pack_panels(
     val_parts: list[np.ndarray] = []
     for stripes in thread_partition(matrix, threads):
         for s in stripes:
-            r0, r1 = int(bounds[s]), int(bounds[s + 1])
-            if row_order == "reorder":
-                order = reorder[(reorder >= r0) & (reorder < r1)]
-            else:
-                order = np.arange(r0, r1)
-            panels = _pack_stripe(matrix, int(s), r0, order, P, k_split)
-            for p, (pcols, pvals) in enumerate(panels):
+            chunks = stripe_panels(matrix, int(s), P, row_order, reorder)
+            panels = _pack_stripe(matrix, int(s), chunks, P, k_split)
+            for chunk, (pcols, pvals) in zip(chunks, panels, strict=True):
                 col_parts.append(pcols)
                 val_parts.append(pvals)
                 panel_ptr.append(panel_ptr[-1] + pcols.size)
-                chunk = order[p * P : (p + 1) * P]
                 lanes = np.full(P, chunk[0], np.int64)  # dummies repeat lane 0
                 lanes[: chunk.size] = chunk
                 lane_rows.append(lanes)
@@ -243,20 +242,23 @@ def panel_column_count(matrix: BSPCMatrix, panel_rows: int, row_order: str = "re
     a fraction of :func:`pack_panels` (no values are copied), so cost models can compare
     panel heights and row orders.
     """
-    if row_order not in ROW_ORDERS:
-        raise ValueError(f"row_order must be one of {ROW_ORDERS}, got {row_order!r}")
+    return panel_counts(matrix, panel_rows, row_order)[0]
+
+
+def panel_counts(
+    matrix: BSPCMatrix, panel_rows: int, row_order: str = "reorder"
+) -> tuple[int, int]:
+    """``(panel_column_count(...), number of panels)`` of the layout for ``P = panel_rows``."""
+    _check_positive(panel_rows=panel_rows)
+    _check_order(row_order)
     M, _ = matrix.shape
-    bounds = matrix.row_bounds
-    stripe = np.searchsorted(bounds, np.arange(M), side="right") - 1
-    if row_order == "reorder":
-        reorder = matrix.reorder.astype(np.int64)
-        rank = np.empty(M, np.int64)
-        # rank inside the stripe = position among the stripe's rows in the reorder
-        order = np.argsort(stripe[reorder], kind="stable")
-        rank[reorder[order]] = np.arange(M) - bounds[stripe[reorder[order]]]
-    else:
-        rank = np.arange(M) - bounds[stripe]
-    panel_of_row = stripe * (1 << 20) + rank // panel_rows  # unique panel id per row
+    reorder = matrix.reorder.astype(np.int64)
+    panel_of_row = np.empty(M, np.int64)
+    count = 0
+    for s in range(matrix.row_blocks):
+        for chunk in stripe_panels(matrix, s, panel_rows, row_order, reorder):
+            panel_of_row[chunk] = count
+            count += 1
     nrows = np.diff(matrix.block_row_ptr.astype(np.int64))
     ncols = np.diff(matrix.block_col_ptr.astype(np.int64))
     owner = np.repeat(np.arange(matrix.nblocks), nrows)
@@ -264,16 +266,50 @@ def panel_column_count(matrix: BSPCMatrix, panel_rows: int, row_order: str = "re
     pairs = np.unique(
         np.stack([owner[keep], panel_of_row[matrix.rows.astype(np.int64)[keep]]]), axis=1
     )
-    return int(ncols[pairs[0]].sum()) if pairs.size else 0
+    return (int(ncols[pairs[0]].sum()) if pairs.size else 0), count
+
+
+def stripe_panels(
+    matrix: BSPCMatrix,
+    stripe: int,
+    panel_rows: int,
+    row_order: str = "reorder",
+    reorder: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """The rows of each panel of one row stripe, in lane order (1 to ``P`` rows per panel).
+
+    ``"reorder"`` and ``"natural"`` cut the stripe's rows in that order into ``P``-row
+    panels (the last one may be short); ``"grouped"`` is
+    :func:`tvm_bsp.kernels.panel_groups.grouped_panels`. ``reorder`` may pass
+    ``matrix.reorder`` as int64 to save the conversion per stripe.
+    """
+    _check_order(row_order)
+    if row_order == "grouped":
+        return grouped_panels(matrix, stripe, panel_rows)
+    r0, r1 = int(matrix.row_bounds[stripe]), int(matrix.row_bounds[stripe + 1])
+    if row_order == "reorder":
+        reorder = matrix.reorder.astype(np.int64) if reorder is None else reorder
+        order = reorder[(reorder >= r0) & (reorder < r1)]
+    else:
+        order = np.arange(r0, r1, dtype=np.int64)
+    return [order[i : i + panel_rows] for i in range(0, order.size, panel_rows)]
+
+
+def _check_order(row_order: str) -> None:
+    if row_order not in ROW_ORDERS:
+        raise ValueError(f"row_order must be one of {ROW_ORDERS}, got {row_order!r}")
 
 
 def _pack_stripe(
-    matrix: BSPCMatrix, stripe: int, r0: int, order: np.ndarray, P: int, k_split: int
+    matrix: BSPCMatrix, stripe: int, chunks: list[np.ndarray], P: int, k_split: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return ``(cols, vals[ncols, P])`` of each panel of one row stripe."""
-    lane = np.empty(order.size, np.int64)
-    lane[order - r0] = np.arange(order.size)
-    npanels = -(-order.size // P)
+    """Return ``(cols, vals[ncols, P])`` of each panel (rows ``chunks[p]``) of one stripe."""
+    r0 = int(matrix.row_bounds[stripe])
+    r1 = int(matrix.row_bounds[stripe + 1])
+    lane = np.empty(r1 - r0, np.int64)  # panel * P + lane of each row of the stripe
+    for p, chunk in enumerate(chunks):
+        lane[chunk - r0] = p * P + np.arange(chunk.size)
+    npanels = len(chunks)
     cols: list[list[np.ndarray]] = [[] for _ in range(npanels)]
     vals: list[list[np.ndarray]] = [[] for _ in range(npanels)]
     first = stripe * matrix.col_blocks
@@ -292,7 +328,7 @@ def _pack_stripe(
     for p in range(npanels):
         c = np.concatenate(cols[p]) if cols[p] else np.zeros(0, np.int64)
         v = np.concatenate(vals[p]) if vals[p] else np.zeros((0, P), np.float32)
-        v[:, min(P, order.size - p * P) :] = v[:, :1]  # dummy lanes repeat lane 0
+        v[:, chunks[p].size :] = v[:, :1]  # dummy lanes repeat lane 0
         pad = -c.size % k_split
         if pad:
             c = np.concatenate([c, np.zeros(pad, np.int64)])

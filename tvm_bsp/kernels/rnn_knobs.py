@@ -14,6 +14,11 @@ knob                   meaning
                        dense, 10x and 19x matrices run in parallel, sparser ones serially)
 ``exact``              TVM's ``sigmoid``/``tanh`` intrinsics instead of the vectorizable
                        polynomial forms
+``panel_order``        how BSPC row stripes are cut into panels (:data:`PANEL_ORDERS`):
+                       ``"grouped"`` packs rows kept by the same blocks together
+                       (:mod:`tvm_bsp.kernels.panel_groups`, fewest zero lanes), ``"plain"``
+                       cuts the matrix's reorder (recurrent products) or ascending rows
+                       (mat-mat) into consecutive panels
 =====================  =====================================================================
 """
 
@@ -29,6 +34,9 @@ import tvm
 
 from tvm_bsp.bspc.matrix import BSPCMatrix
 
+#: Values of the ``panel_order`` knob.
+PANEL_ORDERS = ("grouped", "plain")
+
 #: Gates stacked in the weights of each cell type (same table as the frontend's).
 CELL_GATES: dict[str, int] = {"gru": 3, "kaldi_gru": 3, "lstm": 4}
 
@@ -43,6 +51,7 @@ class RNNKnobs:
     threads: int = 1
     min_parallel_macs: int = 150_000
     exact: bool = False
+    panel_order: str = "grouped"
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -50,6 +59,11 @@ class RNNKnobs:
             if f.name == "exact":
                 if not isinstance(value, bool):
                     raise ValueError(f"knob exact must be a bool, got {value!r}")
+            elif f.name == "panel_order":
+                if value not in PANEL_ORDERS:
+                    raise ValueError(
+                        f"knob panel_order must be one of {PANEL_ORDERS}, got {value!r}"
+                    )
             elif (
                 isinstance(value, bool)
                 or not isinstance(value, int)
@@ -66,6 +80,12 @@ class RNNKnobs:
         if unknown:
             raise ValueError(f"unknown RNN knobs {unknown}; knobs are {sorted(known)}")
         return replace(self, **dict(overrides))
+
+    def row_order(self, matmat: bool) -> str:
+        """The layout's ``row_order`` for a BSPC weight of a mat-mat (or a recurrent) kernel."""
+        if self.panel_order == "grouped":
+            return "grouped"
+        return "natural" if matmat else "reorder"
 
     def parallel(self, macs_per_step: int) -> bool:
         """Whether a product of ``macs_per_step`` multiply-adds runs in parallel."""
@@ -145,18 +165,31 @@ def knob_space(target: tvm.target.Target) -> dict[str, tuple[int, ...]]:
 #: 32-row stripes (96 x 16) ran 68 / 81 us at 16 / 8 lanes at 10x and 32.1 / 34.3 us at
 #: 103x, where 8 lanes store 1.5x the panel columns of 16 (break-even overhead: 7.3).
 LANE_OVERHEAD = 10
+#: Per panel, the fixed cost (accumulator setup, reduction, bias, activation, store) in the
+#: same units. Fitted on the one-frame BSPC mat-mat kernel of the reference GRU's 3072 x 1024
+#: recurrent matrix (``"grouped"`` panels, one AVX-512 thread) at 43 / 103 / 301x: time per
+#: panel 9 / 6 / 5 ns at 16 / 8 / 4 lanes against 0.023 ns per lane of a column, i.e. 390 /
+#: 256 / 213 lanes; at 301x 16 lanes ran 3.0 us and 8 lanes 3.4 us with 0.78x the columns.
+PANEL_OVERHEAD = 250
 #: Panel heights :func:`suggest_lanes` chooses from (those up to the target's default).
 LANE_CHOICES = (4, 8, 16)
 
 
-def suggest_lanes(matrices: Sequence[BSPCMatrix], target: tvm.target.Target) -> int:
+def suggest_lanes(
+    matrices: Sequence[BSPCMatrix],
+    target: tvm.target.Target,
+    panel_order: str = RNNKnobs.panel_order,
+    panel_overhead: int = PANEL_OVERHEAD,
+) -> int:
     """The panel height (``lanes``) that fits the row stripes of a layer's BSPC weights.
 
     A panel never spans two row stripes, so stripes shorter than the default ``lanes`` are
     padded with dummy lanes that are loaded and multiplied like real ones: 4-row stripes
-    run about 3x slower at 16 lanes than at 4. The choice minimises
-    ``sum(panel columns(P) * (P + LANE_OVERHEAD))`` over :data:`LANE_CHOICES` up to the
-    target's default (ties: the wider panel).
+    run about 3x slower at 16 lanes than at 4; but every panel has a fixed cost too, so
+    narrow panels of long stripes lose what they save in zeros. The choice minimises
+    ``sum(panel columns(P) * (P + LANE_OVERHEAD) + panels(P) * PANEL_OVERHEAD)`` over
+    :data:`LANE_CHOICES` up to the target's default (ties: the wider panel), counted in the
+    layout ``panel_order`` packs.
 
     Parameters
     ----------
@@ -164,18 +197,25 @@ def suggest_lanes(matrices: Sequence[BSPCMatrix], target: tvm.target.Target) -> 
         The layer's BSPC weights (empty: the default).
     target : tvm.target.Target
         An ``llvm`` target.
+    panel_order : str
+        The ``panel_order`` knob (:data:`PANEL_ORDERS`) the layer is built with.
+    panel_overhead : int
+        The per-panel cost (default :data:`PANEL_OVERHEAD`; 0 is the column-only model of
+        earlier releases).
 
     Returns
     -------
     int
     """
-    from tvm_bsp.kernels.layout import panel_column_count
+    from tvm_bsp.kernels.layout import panel_counts
 
+    order = RNNKnobs(panel_order=panel_order).row_order(matmat=False)
     widest = default_knobs(target).lanes
     if not matrices:
         return widest
     choices = sorted({p for p in LANE_CHOICES if p <= widest} | {widest}, reverse=True)
-    costs = {
-        p: sum(panel_column_count(m, p) for m in matrices) * (p + LANE_OVERHEAD) for p in choices
-    }
+    costs = {}
+    for p in choices:
+        counts = [panel_counts(m, p, order) for m in matrices]
+        costs[p] = sum(c * (p + LANE_OVERHEAD) + n * panel_overhead for c, n in counts)
     return min(choices, key=lambda p: (costs[p], -p))

@@ -11,11 +11,11 @@ that do not fill a tile run one at a time with ``k_split`` accumulators over the
 latency). Threads take contiguous panel ranges (dense) or their balanced stripes (BSPC).
 
 Stores: a dense panel and a BSPC panel whose lanes are ``P`` consecutive rows (row order
-``natural``, no dummy lane) store one vector per frame; other BSPC panels scatter their lanes
-(a dummy lane rewrites lane 0's value). The accumulators are a small stack array of the
-thread (``"global"`` scope inside the loop body; ``"local"`` would call the runtime's
-workspace allocator per thread and call). Both were measured against the former stand-alone
-templates (``scripts/bench_matmat_families.py``).
+``natural`` or ``grouped``, no dummy lane) store one vector per frame; other BSPC panels
+scatter their lanes (a dummy lane rewrites lane 0's value). The accumulators are a small
+stack array of the thread (``"global"`` scope inside the loop body; ``"local"`` would call the
+runtime's workspace allocator per thread and call). Both were measured against the former
+stand-alone templates (``scripts/bench_matmat_families.py``).
 
 Signatures (outputs last)::
 
@@ -132,8 +132,9 @@ def bspc_linear(
 
     Every panel's column count is a multiple of the layout's ``k_split``; a one-frame tile
     uses that many accumulators. ``natural``: the layout was packed with
-    ``row_order="natural"``, so a panel whose last lane is ``P - 1`` rows after its first
-    holds ``P`` consecutive rows and stores them as one vector (any other order scatters).
+    ``row_order="natural"`` or ``"grouped"`` (a panel's rows ascend, dummies last), so a panel
+    whose last lane is ``P - 1`` rows after its first holds ``P`` consecutive rows and stores
+    them as one vector (any other order scatters).
     """
     M, K, P, F, NT, KS = ps.rows, cols, ps.lanes, frames, ps.threads, ps.k_split
     act = activation_expr(activation)

@@ -38,7 +38,7 @@ def _panels(
     knobs: RNNKnobs,
     parallel: bool,
     bias=None,
-    natural: bool = False,
+    matmat: bool = False,
     names: tuple[str, ...] = PANEL_ARRAYS,
 ):
     layout = pack_panels(
@@ -46,7 +46,7 @@ def _panels(
         panel_rows=knobs.lanes,
         k_split=knobs.k_split,
         threads=knobs.threads if parallel else 1,
-        row_order="natural" if natural else "reorder",
+        row_order=knobs.row_order(matmat),
         bias=bias,
     )
     return layout, [layout.arrays[n] for n in names]
@@ -122,7 +122,7 @@ class SequenceKernel:
 
 
 def sequence_kernel(weights: LayerWeights, knobs: RNNKnobs) -> SequenceKernel:
-    """The time-loop kernel of one recurrent layer on the CPU (:mod:`.cpu_sequence`).
+    """The time-loop kernel of one recurrent layer on the CPU (:mod:`.sequence`).
 
     A projected LSTM's ``W_hr`` is always packed dense (a BSPC ``W_hr`` is expanded: correct,
     but not faster).

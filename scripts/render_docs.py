@@ -294,6 +294,30 @@ def padding(results: Path) -> str:
     )
 
 
+INT8_KERNEL_HEAD = ["rate", "batch", "threads", "float32 BSPC", "int8", "instruction",
+                    "int8 plain TIR", "quantize x", "float32 / int8"]  # fmt: skip
+
+
+def int8_kernel(results: Path) -> str:
+    """``scripts/bench_int8.py``: the int8 BSPC kernel against the float32 one, side by side."""
+    doc = _load(results, "bench_int8.json")
+    rows = []
+    for r in doc["records"]:
+        t = r["timings"]
+        int8 = t.get(f"int8_{r['dot']}", {}).get("median_us")
+        rows.append([f"{r['rate']}x", str(r["batch"]), str(r["threads"]),
+                     _num(t["fp32"]["median_us"]), _num(int8), r["dot"],
+                     _num(t.get("int8_generic", {}).get("median_us")),
+                     _num(t["quantize"]["median_us"]),
+                     _num(t["fp32"]["median_us"] / int8, 2) if int8 else ""])  # fmt: skip
+    first = doc["records"][0]
+    return (
+        f"`results/bench_int8.json` ({first['matrix']}, grid {first['grid']}, {doc['cpus']} "
+        f"CPUs, nice {doc['niceness']}; {doc['note']}); µs per call:\n\n"
+        + _table(INT8_KERNEL_HEAD, rows)
+    )
+
+
 INT8_HEAD = ["model", "float32", "int8 weights", "int8 weights + activations", "int8 - float32"]
 
 
@@ -355,6 +379,7 @@ RENDERERS: dict[str, Callable[[Path], str]] = {
     "matmat-families": matmat_families,
     "refactor-ab": refactor_ab,
     "int8-accuracy": int8_accuracy,
+    "int8-kernel": int8_kernel,
     "padding": padding,
     "training": training,
 }

@@ -124,7 +124,33 @@ def _spec(
     return KernelSpec(func, arrays, template.arg_names)
 
 
-class Kernel:
+class CompiledKernel:
+    """What every compiled stand-alone kernel shares: ``target``, ``executable``, a lazy JIT.
+
+    Subclasses set ``target`` and ``executable`` and ``_jit = None`` in ``__init__``.
+    """
+
+    target: tvm.target.Target
+    executable: Any
+    _jit: Any
+
+    @property
+    def runnable(self) -> bool:
+        """True when this process can run the kernel (an ``llvm`` target for this CPU)."""
+        if self.target.kind.name != "llvm":
+            return False
+        triple = str(self.target.attrs.get("mtriple", ""))
+        return not triple or triple.split("-")[0] == os.uname().machine
+
+    def _module(self) -> Any:
+        if not self.runnable:
+            raise RuntimeError(f"cannot run a kernel for {self.target} in this process")
+        if self._jit is None:
+            self._jit = self.executable.jit()
+        return self._jit
+
+
+class Kernel(CompiledKernel):
     """A compiled kernel with its packed inputs bound.
 
     Call it on numpy arrays (``llvm`` targets of this machine's architecture); export it as a
@@ -158,13 +184,6 @@ class Kernel:
         self._device_args: list[Any] | None = None
         self._jit: Any = None
 
-    @property
-    def runnable(self) -> bool:
-        """True when this process can run the kernel (an ``llvm`` target for this CPU)."""
-        if self.target.kind.name != "llvm":
-            return False
-        triple = str(self.target.attrs.get("mtriple", ""))
-        return not triple or triple.split("-")[0] == os.uname().machine
 
     @property
     def out_shape(self) -> tuple[int, int]:
@@ -233,12 +252,6 @@ class Kernel:
             raise ValueError(f"x must have shape ({N},) or ({self.batch}, {N}), got {x.shape}")
         return np.ascontiguousarray(x)
 
-    def _module(self) -> Any:
-        if not self.runnable:
-            raise RuntimeError(f"cannot run a kernel for {self.target} in this process")
-        if self._jit is None:
-            self._jit = self.executable.jit()
-        return self._jit
 
     def _func(self) -> Any:
         return self._module()[self.entry]

@@ -78,3 +78,37 @@ def _positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+class BlockGrid:
+    """Sizes of a block-pruned matrix in a ``row_blocks x col_blocks`` grid.
+
+    A base of the frozen dataclasses :class:`~tvm_bsp.bspc.matrix.BSPCMatrix` and
+    :class:`~tvm_bsp.bspc.quant.QuantizedBSPC`, which hold ``shape``, ``row_blocks``,
+    ``col_blocks`` and ``values``.
+    """
+
+    shape: tuple[int, int]
+    row_blocks: int
+    col_blocks: int
+    values: np.ndarray
+
+    @property
+    def row_bounds(self) -> np.ndarray:
+        """Boundaries of the horizontal stripes (``row_blocks + 1`` entries)."""
+        return stripe_bounds(self.shape[0], self.row_blocks)
+
+    @property
+    def col_bounds(self) -> np.ndarray:
+        """Boundaries of the vertical stripes (``col_blocks + 1`` entries)."""
+        return stripe_bounds(self.shape[1], self.col_blocks)
+
+    @property
+    def nblocks(self) -> int:
+        """Number of blocks in the grid (empty ones included)."""
+        return self.row_blocks * self.col_blocks
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored values."""
+        return int(self.values.size)

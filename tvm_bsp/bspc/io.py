@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,20 +61,31 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def save_bspc(matrix: BSPCMatrix, path: str | os.PathLike) -> Path:
-    """Save ``matrix`` to ``path`` (``.npz``), atomically. Returns the path."""
-    arrays = {name: getattr(matrix, name) for name in _ARRAYS}
+def save_block_matrix(
+    path: str | os.PathLike, matrix: Any, tag: bytes, version: int, arrays: dict[str, np.ndarray]
+) -> Path:
+    """Write a block matrix's header (format tag, version, shape, grid) and ``arrays``.
+
+    The ``.npz`` of :func:`save_bspc` and of the int8 form
+    (:func:`tvm_bsp.bspc.quant_io.save_quantized_bspc`), written atomically.
+    """
     return atomic_write(
         path,
         lambda f: np.savez_compressed(
             f,
-            format=np.frombuffer(FORMAT_TAG, np.uint8),
-            version=np.array(FORMAT_VERSION, np.int64),
+            format=np.frombuffer(tag, np.uint8),
+            version=np.array(version, np.int64),
             shape=np.array(matrix.shape, np.int64),
             grid=np.array([matrix.row_blocks, matrix.col_blocks], np.int64),
             **arrays,
         ),
     )
+
+
+def save_bspc(matrix: BSPCMatrix, path: str | os.PathLike) -> Path:
+    """Save ``matrix`` to ``path`` (``.npz``), atomically. Returns the path."""
+    arrays = {name: getattr(matrix, name) for name in _ARRAYS}
+    return save_block_matrix(path, matrix, FORMAT_TAG, FORMAT_VERSION, arrays)
 
 
 def load_bspc(

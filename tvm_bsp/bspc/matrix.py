@@ -34,7 +34,7 @@ import numpy as np
 
 from tvm_bsp.bspc.balance import balanced_row_order, row_work_from_blocks, stripe_sequence
 from tvm_bsp.bspc.errors import BSPCFormatError
-from tvm_bsp.bspc.grid import stripe_bounds
+from tvm_bsp.bspc.grid import BlockGrid, stripe_bounds
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -49,7 +49,7 @@ def index_dtype(max_value: int) -> np.dtype:
 
 
 @dataclass(frozen=True, eq=False)
-class BSPCMatrix:
+class BSPCMatrix(BlockGrid):
     """A BSP-pruned matrix in the BSPC format (see the module docstring for the layout).
 
     Build one with :meth:`from_dense`; the constructor validates every invariant.
@@ -231,26 +231,6 @@ class BSPCMatrix:
         object.__setattr__(self, "value_ptr", value_ptr.astype(np.int64))
 
     # ------------------------------------------------------------------ properties
-    @property
-    def row_bounds(self) -> np.ndarray:
-        """Boundaries of the horizontal stripes (``row_blocks + 1`` entries)."""
-        return stripe_bounds(self.shape[0], self.row_blocks)
-
-    @property
-    def col_bounds(self) -> np.ndarray:
-        """Boundaries of the vertical stripes (``col_blocks + 1`` entries)."""
-        return stripe_bounds(self.shape[1], self.col_blocks)
-
-    @property
-    def nblocks(self) -> int:
-        """Number of blocks in the grid (empty ones included)."""
-        return self.row_blocks * self.col_blocks
-
-    @property
-    def nnz(self) -> int:
-        """Number of stored values."""
-        return int(self.values.size)
-
     @property
     def nbytes(self) -> int:
         """Bytes of the values plus every index array (pointers, rows, columns, reorder)."""

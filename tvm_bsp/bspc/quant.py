@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tvm_bsp.bspc.errors import BSPCFormatError
+from tvm_bsp.bspc.grid import BlockGrid
 from tvm_bsp.bspc.matrix import BSPCMatrix
 
 QMAX = 127
@@ -57,7 +58,7 @@ _INDEX_FIELDS = ("block_row_ptr", "rows", "block_col_ptr", "cols", "reorder")
 
 
 @dataclass(frozen=True, eq=False)
-class QuantizedBSPC:
+class QuantizedBSPC(BlockGrid):
     """A BSPC matrix with int8 values and float32 scales (see the module docstring).
 
     Build one with :func:`quantize_bspc`; the constructor validates every array.
@@ -145,16 +146,6 @@ class QuantizedBSPC:
         object.__setattr__(self, "value_ptr", pattern.value_ptr)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def nblocks(self) -> int:
-        """Number of blocks in the grid."""
-        return self.row_blocks * self.col_blocks
-
-    @property
-    def nnz(self) -> int:
-        """Number of stored values."""
-        return int(self.values.size)
-
     @property
     def nbytes(self) -> int:
         """Bytes of the values (1 each), the scales and every index array."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from tvm_bsp.bspc.errors import BSPCFormatError
-from tvm_bsp.bspc.io import atomic_write
+from tvm_bsp.bspc.io import save_block_matrix
 from tvm_bsp.bspc.npz import DEFAULT_MAX_BYTES, DEFAULT_MAX_RATIO, GuardedNpz
 from tvm_bsp.bspc.quant import GRANULARITIES, QuantizedBSPC
 
@@ -30,18 +30,8 @@ _HEADER = ("format", "version", "shape", "grid", "granularity")
 def save_quantized_bspc(matrix: QuantizedBSPC, path: str | os.PathLike) -> Path:
     """Save ``matrix`` to ``path`` (``.npz``), atomically. Returns the path."""
     arrays = {name: getattr(matrix, name) for name in _ARRAYS}
-    return atomic_write(
-        path,
-        lambda f: np.savez_compressed(
-            f,
-            format=np.frombuffer(FORMAT_TAG, np.uint8),
-            version=np.array(FORMAT_VERSION, np.int64),
-            shape=np.array(matrix.shape, np.int64),
-            grid=np.array([matrix.row_blocks, matrix.col_blocks], np.int64),
-            granularity=np.array(GRANULARITIES.index(matrix.granularity), np.int64),
-            **arrays,
-        ),
-    )
+    arrays["granularity"] = np.array(GRANULARITIES.index(matrix.granularity), np.int64)
+    return save_block_matrix(path, matrix, FORMAT_TAG, FORMAT_VERSION, arrays)
 
 
 def load_quantized_bspc(

@@ -161,14 +161,24 @@ def bench_gru(results: Path) -> str:
     text += ("BSPC builds (best of the thread counts) against our dense build and RTMobile's "
              "CPU speedup (Table II, Kryo 485):\n\n")
     rows = []
+    grids = {k[2] for k in sparse}
+    grid = next(iter(grids)) if len(grids) == 1 else ""
+    roof = {(r["mode"], r["rate"]): r for r in recs if r["impl"] in ("bspc", "tvm_dense")
+            and "roofline_us" in r and r.get("grid", "") == grid and r["threads"] == 1}  # fmt: skip
     for rate in sorted({k[1] for k in sparse}):
-        us = [sparse.get((m, rate, "")) for m in MODES]
+        us = [sparse.get((m, rate, grid)) for m in MODES]
         cells = [c for m, u in zip(MODES, us, strict=True)
                  for c in (_num(u), _num(u and dense[(m, 1, "")] / u))]
-        rows.append([f"{rate:g}", *cells, f"{PAPER_CPU_SPEEDUP.get(rate, '')}"])
+        r = roof.get(("stream", rate))
+        extra = [_num(r["bytes_per_frame"] / 1e6, 2), _num(r["roofline_us"]),
+                 _num(r["roofline_ratio"], 1)] if r else ["", "", ""]  # fmt: skip
+        rows.append([f"{rate:g}", *cells, f"{PAPER_CPU_SPEEDUP.get(rate, '')}", *extra])
     head = ["rate", "stream µs", "stream speedup", "utterance µs", "utterance speedup",
-            "RTMobile CPU speedup"]
-    return text + _table(head, rows)
+            "RTMobile CPU speedup", "MB per frame", "roofline µs", "1 thread / roofline"]
+    note = (f"Grid {grid}. Roofline: the weights and state a streamed frame reads over this "
+            "machine's measured read bandwidth (`tvm_bsp.experiments.bench.roofline`); the last "
+            "column is the 1-thread stream time over it.\n\n") if roof else ""
+    return text + note + _table(head, rows)
 
 
 def _spmv(results: Path, name: str) -> str:

@@ -234,6 +234,15 @@ def format_table(paired: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_result(path: Path, trees: dict[str, Path], command: str, **fields: object) -> None:
+    """Write the result document (command, both trees' revisions, ``fields``) atomically."""
+    from tvm_bsp.bspc import atomic_write
+
+    doc = {"command": command, "before_rev": describe_tree(trees["before"]),
+           "after_rev": describe_tree(trees["after"]), **fields}  # fmt: skip
+    atomic_write(path, lambda f: f.write((json.dumps(doc, indent=1) + "\n").encode()))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: see the module docstring."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -272,17 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     paired = pair_records(runs)
     print(format_table(paired))
     if args.json:
-        doc = {
-            "command": command,
-            "before_rev": describe_tree(trees["before"]),
-            "after_rev": describe_tree(trees["after"]),
-            "rounds": args.rounds,
-            "bench_args": bench_args,
-            "records": paired,
-        }
-        tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(args.json)
+        write_result(args.json, trees, command, rounds=args.rounds, bench_args=bench_args,
+                     records=paired)  # fmt: skip
     return 0
 
 
@@ -298,13 +298,9 @@ def libraries_main(args: argparse.Namespace, trees: dict[str, Path], command: st
         records = time_libraries(pairs, args.frames, args.calls)
     print(format_table(records))
     if args.json:
-        doc = {"command": command, "before_rev": describe_tree(trees["before"]),
-               "after_rev": describe_tree(trees["after"]), "rounds": args.calls,
-               "bench_args": ["(libraries)", f"--rates {args.rates}"], "frames": args.frames,
-               "records": records}  # fmt: skip
-        tmp_path = args.json.with_suffix(args.json.suffix + ".tmp")
-        tmp_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-        tmp_path.replace(args.json)
+        write_result(args.json, trees, command, rounds=args.calls,
+                     bench_args=["(libraries)", f"--rates {args.rates}"], frames=args.frames,
+                     records=records)  # fmt: skip
     return 0
 
 

@@ -54,3 +54,15 @@ def test_pairs_medians_and_ratios_by_key(bench_ab):
 def test_refuses_a_tree_without_the_benchmark(bench_ab, tmp_path):
     with pytest.raises(SystemExit, match=r"no scripts/bench_gru\.py"):
         bench_ab.run_bench(tmp_path, ["--quick"])
+
+
+def test_result_document_names_both_trees_and_is_valid_json(bench_ab, tmp_path):
+    import json
+
+    trees = {"before": tmp_path / "a", "after": tmp_path / "b"}  # not checkouts: named by path
+    out = tmp_path / "ab.json"
+    bench_ab.write_result(out, trees, "bench_ab.py --x", rounds=3, records=[{"ratio": 1.0}])
+    doc = json.loads(out.read_text())
+    assert doc == {"command": "bench_ab.py --x", "before_rev": str(trees["before"]),
+                   "after_rev": str(trees["after"]), "rounds": 3, "records": [{"ratio": 1.0}]}
+    assert [p.name for p in tmp_path.iterdir()] == ["ab.json"]  # no temporary left behind

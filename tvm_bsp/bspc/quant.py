@@ -118,17 +118,7 @@ class QuantizedBSPC(BlockGrid):
             arr = getattr(self, name)
             if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.kind not in "iu":
                 raise BSPCFormatError(f"{name} must be a 1-D integer array")
-        pattern = BSPCMatrix(  # every index invariant and the value count
-            self.shape,
-            self.row_blocks,
-            self.col_blocks,
-            self.block_row_ptr,
-            self.rows,
-            self.block_col_ptr,
-            self.cols,
-            np.zeros(values.size, np.float32),
-            self.reorder,
-        )
+        pattern = self.pattern()  # every index invariant and the value count
         scales = self.scales
         if not isinstance(scales, np.ndarray) or scales.ndim != 1 or scales.dtype != np.float32:
             raise BSPCFormatError(f"scales must be a 1-D float32 array, got {_describe(scales)}")

@@ -125,7 +125,8 @@ def _spec(
 
 
 class CompiledKernel:
-    """What every compiled stand-alone kernel shares: ``target``, ``executable``, a lazy JIT.
+    """What every compiled stand-alone kernel shares: ``target``, ``executable``, a lazy JIT,
+    export and the generated code.
 
     Subclasses set ``target`` and ``executable`` and ``_jit = None`` in ``__init__``.
     """
@@ -141,6 +142,35 @@ class CompiledKernel:
             return False
         triple = str(self.target.attrs.get("mtriple", ""))
         return not triple or triple.split("-")[0] == os.uname().machine
+
+    def export(self, path: str | os.PathLike[str]) -> Path:
+        """Write a shared library loadable by the TVM runtime of the target's machine.
+
+        aarch64 targets (and OpenCL with an aarch64 host) are linked with the GNU cross
+        compiler (:func:`tvm_bsp.deploy.cross.export_arm64`); others are written to a
+        temporary beside ``path`` and renamed, so ``path`` is never half written.
+        """
+        path = Path(path).absolute()
+        host = self.target.host if self.target.kind.name != "llvm" else self.target
+        if host is not None and is_arm(host) and os.uname().machine != "aarch64":
+            from tvm_bsp.deploy.cross import export_arm64
+
+            return export_arm64(self.executable, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.so")
+        try:
+            self.executable.export_library(str(tmp))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def inspect_source(self, fmt: str = "asm") -> str:
+        """Generated code: ``"asm"`` / ``"ll"`` of the host module, ``"cl"`` for OpenCL."""
+        mod = self.executable.mod
+        if fmt == "cl":
+            return "\n".join(m.inspect_source() for m in mod.imports if m.kind == "opencl")
+        return mod.inspect_source(fmt)
 
     def _module(self) -> Any:
         if not self.runnable:
@@ -218,29 +248,6 @@ class Kernel(CompiledKernel):
         module = self._module()
         evaluator = module.time_evaluator(self.entry, tvm.cpu(), number=number, repeat=repeat)
         return np.asarray(evaluator(*args).results)
-
-    def export(self, path: str | os.PathLike[str]) -> Path:
-        """Write a shared library loadable by the TVM runtime of the target's machine.
-
-        aarch64 targets (and OpenCL with an aarch64 host) are linked with the GNU cross
-        compiler (:func:`tvm_bsp.deploy.cross.export_arm64`).
-        """
-        path = Path(path).absolute()
-        host = self.target.host if self.target.kind.name != "llvm" else self.target
-        if host is not None and is_arm(host) and os.uname().machine != "aarch64":
-            from tvm_bsp.deploy.cross import export_arm64
-
-            return export_arm64(self.executable, path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.executable.export_library(str(path))
-        return path
-
-    def inspect_source(self, fmt: str = "asm") -> str:
-        """Generated code: ``"asm"`` / ``"ll"`` of the host module, ``"cl"`` for OpenCL."""
-        mod = self.executable.mod
-        if fmt == "cl":
-            return "\n".join(m.inspect_source() for m in mod.imports if m.kind == "opencl")
-        return mod.inspect_source(fmt)
 
     # ------------------------------------------------------------------ helpers
     def _as_frames(self, x: np.ndarray) -> np.ndarray:

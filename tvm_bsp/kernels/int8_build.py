@@ -13,7 +13,6 @@ every shipped matrix; ``"block_row"`` scales are refused by name.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -161,23 +160,6 @@ class Int8Kernel(CompiledKernel):
                 tvm.runtime.tensor(np.zeros(B, np.float32), dev)]  # fmt: skip
         evaluator = self._module().time_evaluator(QUANTIZE_ENTRY, dev, number=number, repeat=repeat)
         return np.asarray(evaluator(*args).results)
-
-    def export(self, path: str | os.PathLike[str]) -> Path:
-        """Write a shared library (aarch64: linked by the GNU cross compiler)."""
-        path = Path(path).absolute()
-        if is_arm(self.target) and os.uname().machine != "aarch64":
-            from tvm_bsp.deploy.cross import export_arm64
-
-            return export_arm64(self.executable, path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.so")
-        self.executable.export_library(str(tmp))
-        os.replace(tmp, path)
-        return path
-
-    def inspect_source(self, fmt: str = "asm") -> str:
-        """Generated ``"asm"`` or ``"ll"``."""
-        return self.executable.mod.inspect_source(fmt)
 
     # ------------------------------------------------------------------ helpers
     def _check(self, xq: np.ndarray, sx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,9 +29,11 @@ def test_dense_step_reads_every_packed_weight_once():
     # Independent count: W_ih (3H x D) in row panels of 8 rows and its bias padded to the
     # panels; U (3H x H) in gate tiles; b_hn (H) - all float32.
     expected = (3 * H * D + 3 * H + 3 * H * H + H) * 4
-    per_kernel = kernel_bytes(cm.ir, "step")
+    per_kernel = kernel_bytes(cm.ir, "forward")
     assert sum(per_kernel.values()) == expected
     assert set(per_kernel) == {"input_projection", "gru_sequence"}
+    # the streamed step is one fused kernel that reads the same constants
+    assert kernel_bytes(cm.ir, "step") == {"fused_step": expected}
     state = H * 4
     assert frame_bytes(cm.ir, "stream", 10, state) == expected + 2 * state
     # per utterance frame: the recurrent weight every frame, the projection once in 10
@@ -52,7 +54,7 @@ def test_bspc_step_reads_the_panel_layout():
     layout = pack_panels(matrix, panel_rows=8, k_split=2, threads=1)
     arrays = ("thread_ptr", "panel_ptr", "cols", "vals", "row_slot")
     expected_u = sum(layout.arrays[n].nbytes for n in arrays) + 16 * 4  # + b_hn
-    assert kernel_bytes(cm.ir, "step")["gru_sequence"] == expected_u
+    assert kernel_bytes(cm.ir, "forward")["gru_sequence"] == expected_u
     assert expected_u < (3 * 16 * 16 + 16) * 4  # smaller than the dense U
 
 

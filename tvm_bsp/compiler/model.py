@@ -19,6 +19,7 @@ from tvm_bsp.frontend.model import RNNModel
 from tvm_bsp.frontend.relax_import import to_relax
 from tvm_bsp.frontend.torch_import import from_torch, select_submodule
 from tvm_bsp.kernels.rnn_knobs import default_knobs, is_aarch64
+from tvm_bsp.passes.fuse_step import FUSED_NAME, SCRATCH_ATTR
 from tvm_bsp.passes.pipeline import check_target, rnn_pipeline
 from tvm_bsp.records.layers import resolve_tuned, suggested_knobs, with_suggestions
 from tvm_bsp.runtime.session import META_FORMAT, META_VERSION, Session
@@ -175,6 +176,7 @@ def compile_model(
     knobs: Mapping[str, Any] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
     submodule: str | None = None,
+    fuse_step: bool = True,
 ) -> CompiledModel:
     """Compile a recurrent model.
 
@@ -211,6 +213,9 @@ def compile_model(
         RNN, or a container whose forward is "RNN then head ops". The rest of the model stays
         in torch; docs/compile.md ("A recurrent part of a bigger model") shows how to splice
         it back.
+    fuse_step : bool
+        On CPU targets, make the streaming ``step`` one kernel that ``Session.push`` calls
+        without the VM (:func:`tvm_bsp.passes.FuseStep`); False keeps a call per kernel.
 
     Returns
     -------
@@ -235,7 +240,7 @@ def compile_model(
     sparse = resolve_bspc(desc, bspc, grid)
     per_layer = resolve_tuned(desc, sparse, tgt, tuned)
     effective, suggested = with_suggestions(per_layer, suggested_knobs(desc, sparse, tgt), knobs)
-    mod = rnn_pipeline(tgt, sparse, effective, knobs)(to_relax(desc))
+    mod = rnn_pipeline(tgt, sparse, effective, knobs, fuse_step)(to_relax(desc))
     threads = 1  # the OpenCL kernels use no CPU thread pool
     if tgt.kind.name != "opencl":
         base = default_knobs(tgt).updated(knobs).updated(per_layer.get("*"))
@@ -247,6 +252,9 @@ def compile_model(
     meta = _meta(desc, tgt, sorted(sparse), threads)
     meta["tuned"] = per_layer
     meta["suggested"] = suggested
+    if FUSED_NAME in {gv.name_hint for gv in mod.get_global_vars()}:
+        meta["step_kernel"] = FUSED_NAME  # push calls it without the VM (runtime.kernel_step)
+        meta["step_scratch"] = json.loads(str(mod[FUSED_NAME].attrs[SCRATCH_ATTR]))
     clash = sorted(set(extra_meta or {}) & set(meta))
     if clash:
         raise ValueError(f"extra_meta may not replace the compiler's meta entries {clash}")

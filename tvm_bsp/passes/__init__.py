@@ -5,11 +5,13 @@
 - :func:`AttachOpenCLSchedules`: the same for an OpenCL target (same precedence rule:
   :func:`~tvm_bsp.passes.knob_table.knob_table`).
 - :func:`LowerRNN`: recurrent/dense placeholders -> input projection + time-loop kernels.
-- :func:`rnn_pipeline`: the three as one ``tvm.transform.Sequential``.
+- :func:`FuseStep`: the streaming ``step`` as one kernel (CPU targets).
+- :func:`rnn_pipeline`: the passes as one ``tvm.transform.Sequential``.
 """
 
 from tvm_bsp.passes.attach_opencl_schedules import AttachOpenCLSchedules
 from tvm_bsp.passes.attach_schedules import AttachSchedules, knobs_of
+from tvm_bsp.passes.fuse_step import FuseStep
 from tvm_bsp.passes.ir_utils import BSPC_OP, bspc_call, bspc_from_call
 from tvm_bsp.passes.lower_rnn import LowerRNN
 from tvm_bsp.passes.pipeline import rnn_pipeline
@@ -19,6 +21,7 @@ __all__ = [
     "BSPC_OP",
     "AttachOpenCLSchedules",
     "AttachSchedules",
+    "FuseStep",
     "LowerRNN",
     "SparsifyWeights",
     "bspc_call",

@@ -11,6 +11,7 @@ from tvm_bsp.bspc.matrix import BSPCMatrix
 from tvm_bsp.kernels.rules import kernels_for
 from tvm_bsp.passes.attach_opencl_schedules import AttachOpenCLSchedules
 from tvm_bsp.passes.attach_schedules import AttachSchedules
+from tvm_bsp.passes.fuse_step import FuseStep
 from tvm_bsp.passes.lower_rnn import LowerRNN
 from tvm_bsp.passes.sparsify import SparsifyWeights
 
@@ -46,8 +47,9 @@ def rnn_pipeline(
     bspc: Mapping[str, BSPCMatrix] | None = None,
     tuned: Mapping[str, Mapping[str, Any]] | None = None,
     knobs: Mapping[str, Any] | None = None,
+    fuse_step: bool = True,
 ) -> tvm.transform.Sequential:
-    """``SparsifyWeights -> AttachSchedules -> LowerRNN`` as one ``Sequential``.
+    """``SparsifyWeights -> AttachSchedules -> LowerRNN [-> FuseStep]`` as one ``Sequential``.
 
     Parameters
     ----------
@@ -60,6 +62,9 @@ def rnn_pipeline(
         Per-layer knob overrides (see :func:`AttachSchedules`).
     knobs : mapping, optional
         Knob overrides for every layer.
+    fuse_step : bool
+        On CPU targets, make ``step`` one kernel (:func:`~tvm_bsp.passes.FuseStep`; the
+        OpenCL kernels keep one launch per step kernel).
 
     Returns
     -------
@@ -67,8 +72,8 @@ def rnn_pipeline(
         Apply it to the module of :func:`tvm_bsp.frontend.to_relax`; the result only needs
         ``tvm.compile``.
     """
-    attach = ATTACH_PASSES[kernels_for(target).family]
-    return tvm.transform.Sequential(
-        [SparsifyWeights(bspc or {}), attach(target, tuned, knobs), LowerRNN()],
-        name="tvm_bsp.rnn_pipeline",
-    )
+    family = kernels_for(target).family
+    passes = [SparsifyWeights(bspc or {}), ATTACH_PASSES[family](target, tuned, knobs), LowerRNN()]
+    if fuse_step and family == "cpu":
+        passes.append(FuseStep())
+    return tvm.transform.Sequential(passes, name="tvm_bsp.rnn_pipeline")

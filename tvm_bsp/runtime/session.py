@@ -104,6 +104,7 @@ class Session:
         except (AttributeError, TypeError, RuntimeError) as err:  # not a Relax VM executable
             raise ValueError(f"not a tvm_bsp RNN module (no Relax VM executable): {err}") from None
         meta = read_meta(self.vm)
+        self._module = module
         if threads is None and "TVM_NUM_THREADS" not in os.environ:
             threads = min(int(meta.get("threads", 1)), os.cpu_count() or 1)
         if threads is not None and threads < 1:
@@ -124,6 +125,7 @@ class Session:
         self._features = int(meta["input_size"])
         self._shapes: dict[int, tuple[int, ...]] = {}
         self._stream_error: str | None = None
+        self._kernel_step: Any = False  # not looked up yet (None: the module has none)
         if meta.get("streamable", True) is False:
             reason = meta.get("streamable_reason") or "it has a backward (time-reversed) direction"
             self._stream_error = (
@@ -269,12 +271,29 @@ class Session:
 
         The kept state stays the VM's device tensor from frame to frame: no copy in or out.
         """
-        if kept is None or tuple(kept.shape) != shape:
-            kept = np.zeros(shape, np.float32)
         if not getattr(self._pools, "ready", False):
             self._pool_size()
+        kernel = self.kernel_step()
+        if kernel is not None:
+            ring = kernel.ring(shape, (shape[-2], int(self.meta["output_size"])))
+            if kept is not ring.current:  # a state set by the caller, or another batch size
+                ring.reset(kept if kept is not None and tuple(kept.shape) == shape else None)
+            ring.advance(self._staged("x", x))
+            return ring.y_view.copy(), ring.current
+        if kept is None or tuple(kept.shape) != shape:
+            kept = np.zeros(shape, np.float32)
         y, new_state = self._device_call("step", x, kept)
         return self._host(y), new_state
+
+    def kernel_step(self) -> Any:
+        """The module's fused step kernel called without the VM
+        (:class:`tvm_bsp.runtime.kernel_step.KernelStep`), or None: :meth:`push` uses it when
+        there is one (CPU modules), the VM's ``step`` otherwise."""
+        if self._kernel_step is False:
+            from tvm_bsp.runtime.kernel_step import KernelStep
+
+            self._kernel_step = KernelStep.of(self._module, self.vm, self.meta, self.device)
+        return self._kernel_step
 
     def _run(self, name: str, x: np.ndarray, state: np.ndarray):
         with self._lock:

@@ -85,7 +85,9 @@ def time_tvm(
     Returns
     -------
     dict of str to float
-        ``{"stream": us/frame, "utterance": us/frame}``.
+        ``{"stream": us/frame, "utterance": us/frame}``. The stream mode calls the fused
+        step kernel without the VM when the module has one (CPU targets), as
+        :meth:`tvm_bsp.runtime.Session.push` does, else the VM's ``step``.
     """
     import tvm
 
@@ -99,11 +101,20 @@ def time_tvm(
     frames = [tvm.runtime.tensor(f) for f in rng.standard_normal((T, 1, inputs)).astype(np.float32)]
     state0 = tvm.runtime.tensor(np.zeros((layers, 1, hidden), np.float32))
     forward, step = vm["forward"], vm["step"]
+    kernel = cm.session.kernel_step()  # the fused step kernel, as Session.push calls it
 
     def stream() -> None:
+        if kernel is not None:
+            ring.reset()
+            for frame in frames:
+                ring.advance(frame)
+            return
         state = state0
         for frame in frames:
             _, state = step(frame, state)
+
+    if kernel is not None:
+        ring = kernel.ring(cm.session.state_shape(1), (1, int(cm.session.meta["output_size"])))
 
     utt = median_time(lambda: forward(x, state0), repeat)
     strm = median_time(stream, max(3, repeat // 2))
@@ -125,7 +136,8 @@ def check(cm: CompiledModel, model: torch.nn.GRU, T: int) -> float:
     Returns
     -------
     float
-        ``max |cm.forward(x) - model(x)|`` over the outputs.
+        ``max |cm.forward(x) - model(x)|`` over the outputs, and the same of the frames
+        streamed one by one through ``Session.push`` (the fused step kernel).
     """
     import torch
 
@@ -137,7 +149,11 @@ def check(cm: CompiledModel, model: torch.nn.GRU, T: int) -> float:
             ref = model(torch.from_numpy(x))[0].numpy()
     finally:
         torch.set_num_threads(threads)
-    return float(np.abs(cm.forward(x)[0] - ref).max())
+    session = cm.session
+    session.reset()
+    streamed = np.stack([session.push(frame) for frame in x])
+    session.reset()
+    return float(max(np.abs(cm.forward(x)[0] - ref).max(), np.abs(streamed - ref).max()))
 
 
 def time_torch(model: torch.nn.GRU, T: int, repeat: int, threads: int) -> dict[str, float]:

@@ -1,19 +1,23 @@
 """Where the microseconds of one streamed frame go: a breakdown of a compiled model's ``step``.
 
-A streamed frame calls ``step``: the Relax VM checks the arguments, runs the kernels (per
-layer the input projection and the sequence kernel with ``T = 1``) and the glue between them
-(reshapes, the stacking of the new state). This module times
+On CPU targets a streamed frame is one kernel, ``fused_step`` (:mod:`tvm_bsp.passes.fuse_step`):
+per layer the input projection and the sequence kernel with ``T = 1``, the head, the new
+state's copy. :meth:`Session.push <tvm_bsp.runtime.Session.push>` calls it without the VM.
+This module times
 
-- each kernel of ``step`` alone, called directly with its packed constants
-  (:func:`kernel_calls`, checked to reproduce the VM's output before timing);
+- each of the kernels it is made of alone, called directly with its packed constants (the
+  same kernels as ``forward``'s, :func:`kernel_calls` with ``T = B = 1``);
 - the same kernels of a twin build whose pruned matrices keep nothing (same shapes, knobs and
   code, an empty product): what a kernel costs besides its multiply-adds (call, epilogue or
   gate math, state copies, loop set-up);
-- the whole VM ``step`` and a session's ``push`` (numpy in and out, input checks).
+- the fused kernel called directly, the VM's ``step`` (which wraps it) and a session's
+  ``push`` (numpy in and out, input checks, the fused kernel).
 
-:func:`breakdown` returns the rows: VM call path and glue (``step`` minus its kernels), per
-layer the input projection's product and its fixed part, the recurrent product and the
-sequence kernel's fixed part (gate math, state), and the session's numpy and checks.
+:func:`breakdown` returns the rows: per layer the input projection's product and its fixed
+part, the recurrent product and the sequence kernel's fixed part (gate math, state), then
+what the fused kernel costs beyond its parts (the state copy, less the calls it saves) and
+the session's numpy and checks; these add up to ``push``. A row beside the sum gives what the
+VM's ``step`` would add.
 """
 
 from __future__ import annotations
@@ -122,27 +126,35 @@ def _vm_step(cm: Any, inputs: int, state_shape: tuple[int, ...]) -> Callable[[],
     return lambda: step(x, state)
 
 
-def breakdown(full: Any, empty: Any, inputs: int, state_shape: tuple[int, ...]) -> list[dict]:
+def breakdown(
+    full: Any, empty: Any, inputs: int, state_shape: tuple[int, ...], unfused: Any = None
+) -> list[dict]:
     """Rows of the breakdown of one streamed frame (microseconds, medians).
 
     Parameters
     ----------
     full : tvm_bsp.CompiledModel
-        The build to break down.
+        The build to break down (a CPU build: its ``step`` is the fused kernel).
     empty : tvm_bsp.CompiledModel
         Its twin with nothing kept in the pruned matrices (same kernels, empty products).
     inputs : int
         Input features.
     state_shape : tuple of int
         The state of batch 1 (``(layers, 1, H)`` for a GRU).
+    unfused : tvm_bsp.CompiledModel, optional
+        The same build compiled with ``fuse_step=False``: its VM ``step`` and ``push`` are
+        timed beside (what a frame cost before FuseStep).
 
     Returns
     -------
     list of dict
-        ``{"part", "us"}`` rows; the parts sum to the session's ``push``.
+        ``{"part", "us", "in_push"}`` rows; those with ``in_push`` sum to the session's
+        ``push`` (the total row itself has ``in_push`` False).
     """
-    kernels = kernel_calls(full)
-    twins = {k.name: k for k in kernel_calls(empty)}
+    kernels = kernel_calls(full, "forward")
+    twins = {k.name: k for k in kernel_calls(empty, "forward")}
+    (fused,) = kernel_calls(full, "step")
+    fused_us = median_us(fused)
     vm_us = median_us(_vm_step(full, inputs, state_shape))
     rows = []
     kernel_total = 0.0
@@ -152,15 +164,26 @@ def breakdown(full: Any, empty: Any, inputs: int, state_shape: tuple[int, ...]) 
         fixed = min(median_us(twins[k.name]), us) if k.name in twins else us
         what = "recurrent product" if "sequence" in k.name else "input projection product"
         rest = "gate math, state copies" if "sequence" in k.name else "call, bias epilogue"
-        rows.append({"part": f"{k.name}: {what}", "us": us - fixed})
-        rows.append({"part": f"{k.name}: fixed ({rest})", "us": fixed})
-    rows.insert(0, {"part": "VM call path, argument checks, glue", "us": vm_us - kernel_total})
+        rows.append({"part": f"{k.name}: {what}", "us": us - fixed, "in_push": True})
+        rows.append({"part": f"{k.name}: fixed ({rest})", "us": fixed, "in_push": True})
+    rows.append({"part": f"{fused.name}: beyond its parts (state copy, less the saved calls)",
+                 "us": fused_us - kernel_total, "in_push": True})  # fmt: skip
     session = full.session
     session.reset()
     frame = np.zeros((1, inputs), np.float32)
     push_us = median_us(lambda: session.push(frame))
-    rows.append({"part": "session push: numpy in/out, input checks", "us": push_us - vm_us})
-    rows.append({"part": "total (session push)", "us": push_us})
+    rows.append({"part": "session push: numpy in/out, input checks", "us": push_us - fused_us,
+                 "in_push": True})  # fmt: skip
+    rows.append({"part": "total (session push)", "us": push_us, "in_push": False})
+    rows.append({"part": "(beside) the VM's step over the fused kernel", "us": vm_us - fused_us,
+                 "in_push": False})  # fmt: skip
+    if unfused is not None:
+        before = unfused.session
+        before.reset()
+        rows.append({"part": "(beside) unfused: VM step", "in_push": False,
+                     "us": median_us(_vm_step(unfused, inputs, state_shape))})  # fmt: skip
+        rows.append({"part": "(beside) unfused: session push", "in_push": False,
+                     "us": median_us(lambda: before.push(frame))})  # fmt: skip
     return rows
 
 
@@ -193,7 +216,10 @@ def run(rates: tuple[int, ...] = (10, 103, 301)) -> list[dict]:
         full = tvm_bsp.compile_model(pmodel, bspc=masks, grid=grids, knobs=knobs)
         twin, nothing = empty_twin(pmodel, masks)
         empty = tvm_bsp.compile_model(twin, bspc=nothing, grid=grids, knobs=knobs)
-        for row in breakdown(full, empty, INPUT, (LAYERS, 1, HIDDEN)):
+        unfused = tvm_bsp.compile_model(
+            pmodel, bspc=masks, grid=grids, knobs=knobs, fuse_step=False
+        )
+        for row in breakdown(full, empty, INPUT, (LAYERS, 1, HIDDEN), unfused):
             records.append({"model": MODEL, "rate": rate, **row})
     return records
 
